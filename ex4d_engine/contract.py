@@ -206,8 +206,16 @@ class Trajectory:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Trajectory":
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_json(handle.read())
+        """Read and validate a trajectory file; errors are prefixed with the file name."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except UnicodeDecodeError as exc:
+            raise TrajectoryError(f"{os.fspath(path)}: not a UTF-8 text file ({exc.reason})") from None
+        try:
+            return cls.from_json(text)
+        except TrajectoryError as exc:
+            raise TrajectoryError(f"{os.fspath(path)}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- maths
@@ -241,7 +249,8 @@ def look_at_w2c(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, -1.0
     eye = np.asarray(eye, dtype=np.float64)
     forward = np.asarray(target, dtype=np.float64) - eye
     forward /= np.linalg.norm(forward)
-    right = np.cross(forward, -np.asarray(up, dtype=np.float64))
+    # OpenCV camera axes are right-handed: x = y × z, so right = forward × up (up = -down).
+    right = np.cross(forward, np.asarray(up, dtype=np.float64))
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)
     w2c = np.eye(4)
@@ -271,11 +280,17 @@ def blender_matrix_world_to_engine_w2c(matrix_world: np.ndarray, import_matrix: 
 
 # ---------------------------------------------------------------------- files
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path``, then rename; no partial file is left behind."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 # ---------------------------------------------------------------------- checks
