@@ -1,0 +1,237 @@
+"""Video files in and out, through the ffmpeg binary that imageio-ffmpeg ships.
+
+fps and frame counts are measured, never assumed. Writers go to a temporary name and are
+renamed only when ffmpeg succeeded, so a failed write never leaves a file that looks finished.
+Masks are written losslessly (H.264 ``-qp 0`` in ``gray``) so they stay exactly 0/255 on disk;
+the seed's crf-23 masks came back grey.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from .errors import InputError, NotFoundError
+
+#: Colour quality as the seed's ``save_video(quality=8)``: libx264 crf 10.
+DEFAULT_COLOUR_CRF = 10
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+
+
+@dataclass
+class VideoClip:
+    """Decoded frames. ``frames``: (T, H, W, 3) uint8 RGB; ``source_size``: (width, height) on disk."""
+
+    frames: np.ndarray
+    fps: float
+    source_size: tuple[int, int]
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def working_size(width: int, height: int, multiple: int = 64, max_long_side: int = 1024) -> tuple[int, int]:
+    """The seed's working resolution: each side rounded to ``multiple``, long side at most ``max_long_side``.
+
+    1920x1080 -> 1024x576, 512x512 -> 512x512, 640x360 -> 640x384.
+    """
+    w = max(multiple, int(round(width / multiple)) * multiple)
+    h = max(multiple, int(round(height / multiple)) * multiple)
+    if max(w, h) > max_long_side:
+        scale = max_long_side / max(width, height)
+        w = max(multiple, int(round(width * scale / multiple)) * multiple)
+        h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    return w, h
+
+
+def resize_keep_aspect(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize (T, H, W, C) frames to exactly ``width`` x ``height`` without squashing.
+
+    Scales uniformly so the image covers the target, then crops the centre: the aspect ratio is
+    kept exactly, at most half a 64-px block is cropped per side (the seed stretched instead).
+    """
+    import cv2
+
+    t, h0, w0 = frames.shape[:3]
+    if (w0, h0) == (width, height):
+        return frames
+    scale = max(width / w0, height / h0)
+    sw, sh = max(width, int(np.ceil(w0 * scale - 1e-9))), max(height, int(np.ceil(h0 * scale - 1e-9)))
+    x0, y0 = (sw - width) // 2, (sh - height) // 2
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    out = np.empty((t, height, width) + frames.shape[3:], dtype=frames.dtype)
+    for i in range(t):
+        resized = cv2.resize(frames[i], (sw, sh), interpolation=interp)
+        out[i] = resized[y0:y0 + height, x0:x0 + width].reshape(out.shape[1:])
+    return out
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Size, fps and the exact frame count (decoded, not estimated from the header)."""
+    import imageio_ffmpeg
+
+    path = _existing(path)
+    try:
+        reader = imageio_ffmpeg.read_frames(path)
+        meta = next(reader)
+        reader.close()
+        count, _ = imageio_ffmpeg.count_frames_and_secs(path)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise InputError(f"cannot decode video {path}: {_first_line(exc)}") from None
+    width, height = meta["size"]
+    return VideoInfo(int(width), int(height), float(meta["fps"]), int(count))
+
+
+def read_video(
+    path: str | os.PathLike,
+    *,
+    max_frames: Optional[int] = None,
+    size: Optional[tuple[int, int]] = None,
+) -> VideoClip:
+    """Decode RGB frames; optionally keep the first ``max_frames`` and resize to ``size`` (w, h) without squashing."""
+    import imageio_ffmpeg
+
+    path = _existing(path)
+    frames = []
+    try:
+        reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+        meta = next(reader)
+        width, height = (int(v) for v in meta["size"])
+        for raw in reader:
+            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+        reader.close()
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise InputError(f"cannot decode video {path}: {_first_line(exc)}") from None
+    if not frames:
+        raise InputError(f"video {path} has 0 frames")
+    fps = float(meta.get("fps") or 0.0)
+    if not np.isfinite(fps) or fps <= 0:
+        raise InputError(f"video {path} reports no usable frame rate ({meta.get('fps')!r})")
+    stack = np.stack(frames)
+    if size is not None:
+        stack = resize_keep_aspect(stack, *size)
+    return VideoClip(stack, fps, (width, height))
+
+
+def read_mask_video(path: str | os.PathLike, *, max_frames: Optional[int] = None) -> np.ndarray:
+    """Read a mask video as (T, H, W) uint8; values are re-binarised at 127 (lossy masks from other tools)."""
+    clip = read_video(path, max_frames=max_frames)
+    return np.where(clip.frames.mean(axis=-1) > 127, 255, 0).astype(np.uint8)
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray | Iterable[np.ndarray],
+    fps: float,
+    *,
+    crf: int = DEFAULT_COLOUR_CRF,
+) -> None:
+    """Write (T, H, W, 3) uint8 RGB as H.264 yuv420p mp4 (plays everywhere, Blender included)."""
+    frames = np.asarray(frames)
+    _check_frames(frames, channels=3)
+    h, w = frames.shape[1:3]
+    # yuv420p needs even sizes: pad by edge replication rather than silently rescaling.
+    pad = ((0, 0), (0, h % 2), (0, w % 2), (0, 0))
+    if any(p[1] for p in pad):
+        frames = np.pad(frames, pad, mode="edge")
+    _encode(path, frames, fps, "rgb24", ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p"])
+
+
+def write_mask_video(path: str | os.PathLike, masks: np.ndarray, fps: float) -> None:
+    """Write (T, H, W) uint8 masks losslessly (H.264 qp 0, gray): 0 and 255 come back exactly."""
+    masks = np.asarray(masks)
+    _check_frames(masks, channels=None)
+    _encode(path, masks, fps, "gray", ["-c:v", "libx264", "-qp", "0", "-pix_fmt", "gray"])
+
+
+def write_png_sequence(directory: str | os.PathLike, frames: np.ndarray, prefix: str = "frame") -> None:
+    """Write frames as ``{prefix}_00000.png`` ... into a new directory (renamed into place when complete)."""
+    import cv2
+
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=False)
+    for i, frame in enumerate(np.asarray(frames)):
+        image = frame[..., ::-1] if frame.ndim == 3 else frame  # cv2 wants BGR
+        if not cv2.imwrite(str(tmp / f"{prefix}_{i:05d}.png"), np.ascontiguousarray(image)):
+            raise OSError(f"could not write PNG into {tmp}")
+    if directory.exists():
+        import shutil
+
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+
+
+# ---------------------------------------------------------------------- helpers
+def _encode(path: str | os.PathLike, frames: np.ndarray, fps: float, pix_fmt_in: str, codec_args: list[str]) -> None:
+    if not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be positive, got {fps}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    h, w = frames.shape[1:3]
+    rate = str(Fraction(float(fps)).limit_denominator(1001))  # 29.97 -> 30000/1001, exact
+    cmd = [
+        ffmpeg_exe(), "-y", "-loglevel", "error",
+        "-f", "rawvideo", "-pix_fmt", pix_fmt_in, "-s", f"{w}x{h}", "-framerate", rate, "-i", "-",
+        *codec_args, "-r", rate, "-movflags", "+faststart", "-f", "mp4", str(tmp),
+    ]
+    try:
+        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
+        if proc.returncode != 0:
+            raise OSError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace').strip()[-400:]}")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _check_frames(frames: np.ndarray, channels: Optional[int]) -> None:
+    want = 4 if channels else 3
+    if frames.ndim != want or (channels and frames.shape[-1] != channels) or frames.dtype != np.uint8:
+        shape = "(T, H, W, 3)" if channels else "(T, H, W)"
+        raise InputError(f"frames must be {shape} uint8, got {frames.shape} {frames.dtype}")
+    if frames.shape[0] < 1:
+        raise InputError("cannot write a video with 0 frames")
+
+
+def _existing(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise NotFoundError(f"video file not found: {path}")
+    return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
