@@ -1,0 +1,120 @@
+"""The Blender scene package (docs/scene_package.md): scene.json, mesh.npz, positions.pc2, source.mp4."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np
+
+from . import __version__
+from .contract import CONTRACT_VERSION
+from .mesh import DWMeshSequence
+from .video_io import write_video
+
+if TYPE_CHECKING:
+    from .pipeline import Scene
+
+PACKAGE_FORMAT = "ex4d.scene"
+PACKAGE_VERSION = 1
+PC2_HEADER = struct.Struct("<12siiffi")
+
+
+def write_pc2(handle: BinaryIO, positions: np.ndarray, start_frame: float = 0.0, sample_rate: float = 1.0) -> None:
+    """Write (T, V, 3) positions as a PC2 point cache (Blender's Mesh Cache modifier format)."""
+    t, v, _ = positions.shape
+    handle.write(PC2_HEADER.pack(b"POINTCACHE2\0", 1, v, start_frame, sample_rate, t))
+    handle.write(np.ascontiguousarray(positions, dtype="<f4").tobytes())
+
+
+def read_pc2(handle: BinaryIO) -> np.ndarray:
+    magic, version, v, _, _, t = PC2_HEADER.unpack(handle.read(PC2_HEADER.size))
+    if magic != b"POINTCACHE2\0" or version != 1:
+        raise ValueError("not a PC2 version 1 file")
+    return np.frombuffer(handle.read(t * v * 12), dtype="<f4").reshape(t, v, 3)
+
+
+def vertex_uvs(width: int, height: int) -> np.ndarray:
+    """(H*W, 2) Blender UVs (origin bottom-left) of each pixel centre."""
+    u = (np.arange(width) + 0.5) / width
+    v = 1.0 - (np.arange(height) + 0.5) / height
+    uu, vv = np.meshgrid(u, v)
+    return np.stack([uu.ravel(), vv.ravel()], axis=1).astype(np.float32)
+
+
+def scene_metadata(scene: "Scene", meshes: DWMeshSequence) -> dict:
+    opts = scene.options.mesh
+    return {
+        "format": PACKAGE_FORMAT,
+        "version": PACKAGE_VERSION,
+        "contract_version": CONTRACT_VERSION,
+        "width": scene.width,
+        "height": scene.height,
+        "fps": scene.fps,
+        "num_frames": scene.num_frames,
+        "K": scene.K.tolist(),
+        "intrinsics_source": scene.intrinsics.source,
+        "depth_source": scene.depth_source,
+        "depth_units": scene.depth_units,
+        "scene_scale": scene.scene_scale,
+        "pixel_offset": opts.pixel_offset,
+        "border_depth": opts.border_depth,
+        "min_angle_deg": opts.min_angle_deg,
+        "only_first_frame": scene.options.only_first_frame,
+        "mesh": {
+            "grid_width": meshes.width,
+            "grid_height": meshes.height,
+            "num_vertices": int(meshes.vertices.shape[1]),
+            "num_faces": int(meshes.faces.shape[0]),
+        },
+        "source_video": "source.mp4",
+        "point_cache": "positions.pc2",
+        "mesh_file": "mesh.npz",
+        "engine_version": __version__,
+    }
+
+
+def write_scene_package(scene: "Scene", path: str | os.PathLike, meshes: DWMeshSequence) -> None:
+    """Write the package zip atomically. ``meshes`` must hold every frame (or frame 0 when static)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vertices = meshes.vertices.detach().cpu().numpy()
+    if vertices.shape[0] == 1 and scene.num_frames > 1:  # static scene: every sample is frame 0
+        vertices = np.broadcast_to(vertices, (scene.num_frames,) + vertices.shape[1:])
+    hidden = meshes.hidden_vertices.detach().cpu().numpy()
+    hidden_faces = meshes.hidden_faces.detach().cpu().numpy()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tempfile.TemporaryDirectory() as work, zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+            archive.writestr("scene.json", json.dumps(scene_metadata(scene, meshes), indent=1),
+                             compress_type=zipfile.ZIP_DEFLATED)
+            mesh_bytes = io.BytesIO()
+            np.savez_compressed(mesh_bytes, vertices=vertices[0], faces=meshes.faces.cpu().numpy().astype(np.int32),
+                                uv=vertex_uvs(meshes.width, meshes.height), hidden=hidden, hidden_faces=hidden_faces)
+            archive.writestr("mesh.npz", mesh_bytes.getvalue(), compress_type=zipfile.ZIP_STORED)
+            with archive.open("positions.pc2", "w", force_zip64=True) as handle:
+                write_pc2(handle, vertices)
+            video = os.path.join(work, "source.mp4")
+            write_video(video, scene.frames, scene.fps)
+            archive.write(video, "source.mp4", compress_type=zipfile.ZIP_STORED)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_scene_package(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """(scene.json, mesh.npz arrays, PC2 positions) -- for tests and tools."""
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("scene.json"))
+        with np.load(io.BytesIO(archive.read("mesh.npz"))) as data:
+            mesh = {key: data[key] for key in data.files}
+        with archive.open("positions.pc2") as handle:
+            positions = read_pc2(io.BytesIO(handle.read()))
+    return meta, mesh, positions
