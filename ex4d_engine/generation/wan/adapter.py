@@ -1,0 +1,303 @@
+"""The one module that talks to diffsynth (pinned ``diffsynth==2.1.12``).
+
+What it uses of diffsynth: ``WanVideoPipeline.from_pretrained`` with per-model ``ModelConfig``
+VRAM settings, ``MODEL_CONFIGS`` + ``hash_model_file`` for detection, the pipeline's units
+(the prompt embedder is swapped for a caching one), ``progress_bar_cmd`` as the per-step hook,
+``vae.encode`` and ``compile_pipeline``. The EX-4D ray latent enters through a forward hook on
+``dit.patch_embedding``: added right after the patch embedding, on every step, in both guidance
+branches -- exactly where the seed's patched ``WanModel.forward`` added it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib.util
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ...errors import ResourceError
+
+DIFFSYNTH_VERSION = "2.1.12"
+
+_TORCHVISION_OPS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_shim_library = None
+
+
+def apply_torchvision_shim() -> bool:
+    """Define torchvision's nms/qnms op schemas when its compiled ops cannot load.
+
+    PyPI's torchvision wheel is a CUDA build; against CPU-only torch its ``_C`` library fails to
+    load and ``import torchvision`` then dies on ``register_fake("torchvision::nms")``. transformers
+    and diffsynth import torchvision, so define the two schemas first. Wan never calls them.
+    Returns True when the shim was needed. Must run before torchvision is imported.
+    """
+    global _shim_library
+    import sys
+
+    if "torchvision" in sys.modules or _shim_library is not None:
+        return False
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    libs = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "_C*.so"))
+    try:
+        if libs:
+            torch.ops.load_library(libs[0])
+            return False
+    except (OSError, RuntimeError):
+        pass
+    _shim_library = torch.library.Library("torchvision", "DEF")
+    for schema in _TORCHVISION_OPS:
+        _shim_library.define(schema)
+    return True
+
+
+def ensure_diffsynth():
+    """Import diffsynth (after the shim), or raise ResourceError telling how to install it."""
+    apply_torchvision_shim()
+    try:
+        import diffsynth
+    except ImportError as exc:
+        raise ResourceError(f"the Wan generator needs diffsynth=={DIFFSYNTH_VERSION}: "
+                            f"pip install 'ex4d[generate]' ({exc})") from exc
+    version = getattr(diffsynth, "__version__", None)
+    if version is None:
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("diffsynth")
+    if version != DIFFSYNTH_VERSION:
+        raise ResourceError(f"diffsynth {version} is installed; ex4d is built and tested against {DIFFSYNTH_VERSION}")
+    return diffsynth
+
+
+def _cpu_accelerator_api() -> None:
+    """diffsynth's VRAM management calls ``torch.<device>.empty_cache`` / ``mem_get_info``; give the
+    CPU device those two (no-op / host memory) so profiles also run on CPU, e.g. in tests."""
+    if not hasattr(torch.cpu, "empty_cache"):
+        torch.cpu.empty_cache = lambda: None
+    if not hasattr(torch.cpu, "mem_get_info"):
+        import psutil
+
+        def mem_get_info(*args, **kwargs):
+            vm = psutil.virtual_memory()
+            return vm.available, vm.total
+
+        torch.cpu.mem_get_info = mem_get_info
+
+
+def detect_model(paths) -> tuple[Optional[str], Optional[dict], str]:
+    """(diffsynth model name or None, its constructor kwargs, key/shape hash) of a file or shard list."""
+    ensure_diffsynth()
+    from diffsynth.configs import MODEL_CONFIGS
+    from diffsynth.core.loader.file import hash_model_file
+
+    digest = hash_model_file(paths)
+    for config in MODEL_CONFIGS:
+        if config["model_hash"] == digest:
+            return config["model_name"], config.get("extra_kwargs"), digest
+    return None, None, digest
+
+
+def dit_target_shapes(config: dict) -> tuple[dict, int]:
+    """LoRA target name -> (out, in), and the width, of a WanModel built from ``config`` on meta."""
+    ensure_diffsynth()
+    from diffsynth.models.wan_video_dit import WanModel
+
+    from .lora import target_linears
+
+    with torch.device("meta"):
+        dit = WanModel(**config)
+    return {n: (m.out_features, m.in_features) for n, m in target_linears(dit).items()}, dit.dim
+
+
+def _vram_config(device: str, dtype: torch.dtype, streamed: bool) -> dict:
+    """ModelConfig VRAM fields: resident (empty) or kept in host memory and run on ``device``."""
+    if not streamed:
+        return {}
+    return dict(offload_device="cpu", offload_dtype=dtype, onload_device="cpu", onload_dtype=dtype,
+                preparing_device=device, preparing_dtype=dtype, computation_device=device, computation_dtype=dtype)
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage of the last window (device-synchronised)."""
+
+    ray_encode: float = 0.0
+    prepare: float = 0.0  # prompt (cached after the first), CLIP, first-frame VAE
+    denoise: float = 0.0
+    steps: int = 0
+    decode: float = 0.0
+    per_step: list = field(default_factory=list)
+
+
+class WanPipeline:
+    """A loaded diffsynth ``WanVideoPipeline`` plus the EX-4D camera encoder.
+
+    Args:
+        pipe: the diffsynth pipeline.
+        camera_encoder: a :class:`.camera_encoder.CamVidEncoder` on the pipeline's device, or None
+            for plain I2V.
+    """
+
+    def __init__(self, pipe, camera_encoder):
+        self.pipe = pipe
+        self.camera_encoder = camera_encoder
+        self.times = StageTimes()
+        self._cache_prompts()
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, files, *, device: str, dtype: torch.dtype, dit_streamed: bool, vram_limit_gib: Optional[float]):
+        """Build the pipeline from a resolved model folder (:class:`.model_folder.ModelFiles`).
+
+        The DiT is resident on ``device`` unless ``dit_streamed``; the T5 encoder always lives in
+        host memory and runs on ``device`` (its output is cached per prompt).
+        """
+        ensure_diffsynth()
+        from diffsynth.pipelines.wan_video import ModelConfig, WanVideoPipeline
+
+        if str(device) == "cpu":
+            _cpu_accelerator_api()
+
+        configs = [
+            ModelConfig(path=list(files.dit), **_vram_config(device, dtype, dit_streamed)),
+            ModelConfig(path=files.text_encoder, **_vram_config(device, dtype, True)),
+            ModelConfig(path=files.vae),
+            ModelConfig(path=files.image_encoder),
+        ]
+        try:
+            pipe = WanVideoPipeline.from_pretrained(
+                torch_dtype=dtype, device=device, model_configs=configs,
+                tokenizer_config=ModelConfig(path=files.tokenizer), vram_limit=vram_limit_gib,
+                redirect_common_files=False)
+        except ValueError as exc:  # diffsynth: "Cannot detect the model type. File: ..."
+            raise ResourceError(f"a Wan model file is not recognised: {exc}. Run 'ex4d models check' on the folder") from exc
+        missing = [n for n in ("dit", "text_encoder", "vae", "image_encoder") if getattr(pipe, n) is None]
+        if missing:
+            raise ResourceError(f"diffsynth loaded no {', '.join(missing)} from the model folder")
+        return pipe
+
+    def _cache_prompts(self):
+        """Swap diffsynth's prompt unit for one that keeps each prompt's T5 embedding."""
+        from diffsynth.pipelines.wan_video import WanVideoUnit_PromptEmbedder
+
+        class CachedPromptEmbedder(WanVideoUnit_PromptEmbedder):
+            def __init__(self):
+                super().__init__()
+                self.cache: dict = {}
+
+            def process(self, pipe, prompt, positive):
+                if prompt not in self.cache:
+                    if len(self.cache) >= 16:
+                        self.cache.pop(next(iter(self.cache)))
+                    self.cache[prompt] = super().process(pipe, prompt, positive)["context"]
+                return {"context": self.cache[prompt]}
+
+        self.pipe.units = [CachedPromptEmbedder() if type(u) is WanVideoUnit_PromptEmbedder else u
+                           for u in self.pipe.units]
+
+    @property
+    def dit(self):
+        return self.pipe.dit
+
+    @property
+    def device(self):
+        return self.pipe.device
+
+    def compile(self) -> None:
+        """Regional torch.compile of the DiT blocks (diffsynth's own helper)."""
+        self.pipe.compile_pipeline(compile_models=["dit"])
+
+    def _sync(self):
+        if str(self.pipe.device).startswith("cuda"):
+            torch.cuda.synchronize()
+
+    # -- one window ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def ray_latent(self, colour: np.ndarray, mask: np.ndarray, tiled: bool) -> torch.Tensor:
+        """The camera encoder's output for one window.
+
+        Args:
+            colour: (T, H, W, 3) float32 in [-1, 1] (hidden = -1).
+            mask: (T, H, W) float32 in {-1, +1}; mapped x2-1 once more here ({-3, +1} into the VAE).
+        """
+        from .conditioning import vae_mask_input
+
+        pipe = self.pipe
+        start = time.perf_counter()
+        pipe.load_models_to_device(["vae"])
+        to_video = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(3, 0, 1, 2)[None].to(
+            device=pipe.device, dtype=pipe.torch_dtype)
+        encode = lambda v: pipe.vae.encode(v, device=pipe.device, tiled=tiled).to(device=pipe.device, dtype=pipe.torch_dtype)
+        colour_latent = encode(to_video(colour))
+        mask3 = np.repeat(vae_mask_input(mask)[..., None], 3, axis=-1)
+        mask_latent = encode(to_video(mask3))
+        ray = self.camera_encoder(colour_latent, mask_latent)
+        self._sync()
+        self.times.ray_encode = time.perf_counter() - start
+        return ray
+
+    @contextlib.contextmanager
+    def _ray_hook(self, ray: Optional[torch.Tensor]):
+        """Add ``ray`` to the DiT patch embedding's output while the context is open."""
+        if ray is None:
+            yield
+            return
+        handle = self.pipe.dit.patch_embedding.register_forward_hook(lambda module, args, out: out + ray.to(out.dtype))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _stepper(self, on_step: Optional[Callable[[int, int], None]]):
+        """progress_bar_cmd for diffsynth: times each step and calls ``on_step(i, n)`` before step i
+        (which may raise JobCancelledError to stop between steps)."""
+        times = self.times
+
+        def iterate(timesteps):
+            n = len(timesteps)
+            self._sync()
+            times.prepare = time.perf_counter() - times._t0
+            loop_start = last = time.perf_counter()
+            for i, t in enumerate(timesteps):
+                if on_step is not None:
+                    on_step(i, n)
+                yield t
+                self._sync()
+                now = time.perf_counter()
+                times.per_step.append(now - last)
+                last = now
+            times.denoise = time.perf_counter() - loop_start
+            times.steps = n
+            times._t_decode = time.perf_counter()
+
+        return iterate
+
+    @torch.no_grad()
+    def denoise(self, *, image: np.ndarray, ray: Optional[torch.Tensor], prompt: str, negative_prompt: str,
+                width: int, height: int, frames: int, steps: int, cfg_scale: float, shift: float, seed: int,
+                tiled: bool, on_step: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+        """Run the I2V pipeline for one window. Returns (frames, height, width, 3) uint8."""
+        from PIL import Image
+
+        times = self.times
+        ray_time = times.ray_encode
+        self.times = times = StageTimes(ray_encode=ray_time)
+        times._t0 = time.perf_counter()
+        with self._ray_hook(ray):
+            video = self.pipe(
+                prompt=prompt, negative_prompt=negative_prompt, input_image=Image.fromarray(image),
+                seed=seed, height=height, width=width, num_frames=frames, cfg_scale=cfg_scale,
+                num_inference_steps=steps, sigma_shift=shift, tiled=tiled, progress_bar_cmd=self._stepper(on_step))
+        self._sync()
+        times.decode = time.perf_counter() - times._t_decode
+        return np.stack([np.asarray(frame, dtype=np.uint8) for frame in video])
