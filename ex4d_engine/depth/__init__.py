@@ -2,37 +2,46 @@
 
 ``estimate_depth`` is the one entry point the pipeline, CLI and server call for model
 backends; ``file`` is handled by :mod:`ex4d_engine.depth.file`.
+
+Backends (``ex4d models`` lists what each needs and whether it is found):
+
+- ``depth-anything``: Depth Anything V2 Small via transformers, Apache-2.0, per frame + temporal
+  stabilisation. The licence-clean default.
+- ``depth-pro``: Apple Depth Pro via transformers, metric depth and focal length (``--fov auto``);
+  weights are research-only (Apple AMLR licence).
+- ``depthcrafter``: the seed's DepthCrafter, from the user's checkout and weights; research-only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
-from ..errors import InputError
+from .base import (ComponentStatus, DepthBackend, DepthEstimate, DepthSettings, get_backend,
+                   register_backend, registered_backends)
+from .depth_anything import DepthAnythingBackend
+from .depth_pro import DepthProBackend
+from .depthcrafter import DepthCrafterBackend
 
+__all__ = ["ComponentStatus", "DepthBackend", "DepthEstimate", "DepthSettings", "DEFAULT_BACKEND",
+           "available_backends", "estimate_depth", "focal_estimating_backends", "get_backend",
+           "registered_backends"]
 
-@dataclass(frozen=True)
-class DepthEstimate:
-    """Depth of every frame.
+#: The licence-clean backend used when the user names none.
+DEFAULT_BACKEND = "depth-anything"
 
-    Attributes:
-        depth: (T, H, W) float32 planar z-depth, finite and positive, in ``units``.
-        focal_px: the focal length the model estimated for the working resolution, or None.
-        units: what one depth unit means ("depthcrafter pseudo-units", "metres", "file units").
-        backend: the backend name that produced it.
-    """
-
-    depth: np.ndarray
-    focal_px: Optional[float]
-    units: str
-    backend: str
+for _backend in (DepthAnythingBackend(), DepthProBackend(), DepthCrafterBackend()):
+    register_backend(_backend)
 
 
 def available_backends() -> list[str]:
-    return ["file"]
+    """Every backend name, ``file`` first (the lead's pipeline reads depth files itself)."""
+    return ["file", *(b.name for b in registered_backends())]
+
+
+def focal_estimating_backends() -> list[str]:
+    return [b.name for b in registered_backends() if b.estimates_focal]
 
 
 def estimate_depth(
@@ -42,6 +51,28 @@ def estimate_depth(
     models_dir: Optional[str] = None,
     device: str = "auto",
     progress: Optional[Callable[[float, str], None]] = None,
+    depthcrafter_repo: Optional[str] = None,
+    stabilise: bool = True,
 ) -> DepthEstimate:
-    """Run a depth model backend on (T, H, W, 3) uint8 frames."""
-    raise InputError(f"unknown depth backend {backend!r}; available: {', '.join(available_backends())}")
+    """Run a depth model backend on (T, H, W, 3) uint8 frames.
+
+    Args:
+        backend: a name from :func:`available_backends` other than ``file``.
+        frames: (T, H, W, 3) uint8 RGB at the working resolution (any size is accepted).
+        models_dir: folder of model folders in the Hugging Face layout; None -> ``$EX4D_MODELS_DIR``,
+            then the Hugging Face cache. Never downloads.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        progress: called as ``progress(fraction, message)``.
+        depthcrafter_repo: DepthCrafter checkout for ``depthcrafter`` (else ``$EX4D_DEPTHCRAFTER_REPO``).
+        stabilise: temporal stabilisation for per-frame backends (on by default).
+
+    Raises:
+        InputError: unknown backend or malformed frames. ResourceError: weights, code or GPU missing.
+    """
+    if backend == "file":
+        from ..errors import InputError
+
+        raise InputError("backend 'file' reads a depth file; load it with ex4d_engine.depth.file, not estimate_depth")
+    settings = DepthSettings(models_dir=models_dir, device=device, depthcrafter_repo=depthcrafter_repo,
+                             stabilise=stabilise)
+    return get_backend(backend).estimate(frames, settings, progress)

@@ -1,0 +1,61 @@
+"""Load a ``transformers`` depth model and its image processor from a local folder, offline.
+
+The only code in the depth package that calls ``from_pretrained``. Loading failures (corrupt
+safetensors, a config for another architecture) become :class:`ResourceError` naming the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import ResourceError
+from .weights import ModelWeights, load_error
+
+
+def _hide_broken_torchvision() -> None:
+    """Let transformers fall back to its PIL image processors when torchvision is installed but cannot load.
+
+    A torchvision wheel built for another torch (e.g. the CUDA build next to a CPU torch) imports with
+    "operator torchvision::nms does not exist", and transformers, seeing the package, then fails to import
+    every vision model. Marking the module absent (``sys.modules[name] = None``) is what Python itself does
+    for a failed import, and makes ``importlib.util.find_spec`` report it missing.
+    """
+    if "torchvision" in sys.modules and sys.modules["torchvision"] is not None:
+        return
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # RuntimeError / OSError / ImportError from a mismatched build
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = None
+
+
+def import_transformers() -> Any:
+    """``transformers``, or ResourceError saying how to install it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces next to local_files_only
+    _hide_broken_torchvision()
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ResourceError(f"the Python package 'transformers' is needed for this depth backend ({exc}); "
+                            "install it with: pip install 'ex4d[depth]'") from None
+    return transformers
+
+
+def load_depth_model(folder: Path, spec: ModelWeights, *, device: str, dtype_name: str,
+                     models_dir: Optional[str] = None) -> tuple[Any, Any]:
+    """(image processor, model in eval mode on ``device``) from ``folder``; never downloads."""
+    transformers = import_transformers()
+    import torch
+
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype_name]
+    try:
+        processor = transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+        model = transformers.AutoModelForDepthEstimation.from_pretrained(
+            str(folder), local_files_only=True, dtype=dtype)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, EnvironmentError) as exc:
+        raise load_error(spec, folder, exc, models_dir) from None
+    return processor, model.to(device).eval()

@@ -1,0 +1,155 @@
+"""Find model weights offline: a local folder in the Hugging Face layout, or the Hugging Face cache.
+
+Nothing here downloads. A model is looked for, in order, in
+``<models_dir>/<name>``, ``<models_dir>/<owner>/<name>`` (``models_dir`` from the caller or
+``$EX4D_MODELS_DIR``) and the Hugging Face cache (``$HF_HUB_CACHE`` / ``$HF_HOME``), read with
+``local_files_only``. Missing or broken weights raise :class:`ResourceError` naming the folder
+and the download command a user with internet would run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ResourceError
+
+MODELS_DIR_ENV = "EX4D_MODELS_DIR"
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """A model repository on the Hugging Face Hub and what a usable local copy must hold.
+
+    Attributes:
+        repo_id: "owner/name" on the Hub.
+        licence: the licence of the weights, as the model card states it.
+        config_files: files that must exist and parse as JSON (relative to the folder).
+        weight_files: at least one of these must exist and be non-empty.
+        required_files: every one of these must exist and be non-empty (multi-part models).
+        include: ``--include`` patterns for the download command (empty: the whole repository).
+        gated: the Hub asks users to accept a licence before downloading.
+    """
+
+    repo_id: str
+    licence: str
+    config_files: tuple[str, ...] = ("config.json",)
+    weight_files: tuple[str, ...] = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    required_files: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    gated: bool = False
+
+    @property
+    def folder_name(self) -> str:
+        return self.repo_id.split("/")[-1]
+
+    def download_command(self, models_dir: Optional[str | os.PathLike] = None) -> str:
+        root = models_dir_or_none(models_dir)
+        target = str(Path(root) / self.folder_name) if root else f"$EX4D_MODELS_DIR/{self.folder_name}"
+        include = "".join(f' --include "{p}"' for p in self.include)
+        login = "hf auth login (accept the licence on the model page first); " if self.gated else ""
+        return f"{login}hf download {self.repo_id}{include} --local-dir {target}"
+
+
+@dataclass(frozen=True)
+class WeightsLocation:
+    """Where a model was found (``folder``) or why not (``problem``), and every place looked at."""
+
+    folder: Optional[Path]
+    searched: tuple[str, ...]
+    problem: str = ""
+
+    @property
+    def found(self) -> bool:
+        return self.folder is not None
+
+
+def models_dir_or_none(models_dir: Optional[str | os.PathLike]) -> Optional[Path]:
+    """The caller's models folder, else ``$EX4D_MODELS_DIR``, else None (Hugging Face cache only)."""
+    value = models_dir if models_dir else os.environ.get(MODELS_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def folder_problem(folder: Path, spec: ModelWeights) -> str:
+    """Why ``folder`` is not a usable copy of ``spec`` ("" if it is)."""
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    for name in spec.config_files:
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return f"{path} is not valid JSON ({exc})"
+    for name in spec.required_files:
+        path = folder / name
+        if not path.is_file() or path.stat().st_size == 0:
+            return f"{path} is missing or empty"
+    present = [folder / name for name in spec.weight_files if (folder / name).is_file()]
+    if not present:
+        return f"{folder} has no weights file (looked for {', '.join(spec.weight_files)})"
+    empty = [p for p in present if p.stat().st_size == 0]
+    if len(empty) == len(present):
+        return f"{empty[0]} is empty"
+    return ""
+
+
+def hf_cache_folder(repo_id: str) -> Optional[Path]:
+    """The cached snapshot of ``repo_id`` in the Hugging Face cache, or None; never touches the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        hit = try_to_load_from_cache(repo_id, "config.json")
+        if not isinstance(hit, str):
+            hit = try_to_load_from_cache(repo_id, "model_index.json")
+    except Exception:  # a malformed cache must not break listing; it just counts as absent
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def locate(spec: ModelWeights, models_dir: Optional[str | os.PathLike] = None) -> WeightsLocation:
+    """The first usable copy of ``spec``; if none, the first problem met and every place searched."""
+    candidates: list[Path] = []
+    root = models_dir_or_none(models_dir)
+    if root is not None:
+        candidates += [root / spec.folder_name, root / spec.repo_id]
+    cached = hf_cache_folder(spec.repo_id)
+    if cached is not None:
+        candidates.append(cached)
+    problems = []
+    for folder in candidates:
+        problem = folder_problem(folder, spec)
+        if not problem:
+            return WeightsLocation(folder, tuple(map(str, candidates)))
+        if folder.exists():  # a folder that exists but is broken is the interesting failure
+            problems.append(problem)
+    searched = tuple(map(str, candidates)) or ("the Hugging Face cache",)
+    if not problems:
+        where = " or ".join(searched) if candidates else "the Hugging Face cache (no --models-dir / $EX4D_MODELS_DIR given)"
+        problems.append(f"not found in {where}")
+    return WeightsLocation(None, searched, problems[0])
+
+
+def require(spec: ModelWeights, models_dir: Optional[str | os.PathLike] = None, *, what: str = "") -> Path:
+    """The folder of a usable copy of ``spec``, or :class:`ResourceError` saying what is wrong and how to fix it."""
+    found = locate(spec, models_dir)
+    if found.folder is None:
+        label = what or f"model {spec.repo_id}"
+        raise ResourceError(f"{label} weights unusable: {found.problem}. "
+                            f"Get them with: {spec.download_command(models_dir)}")
+    return found.folder
+
+
+def load_error(spec: ModelWeights, folder: Path, exc: BaseException,
+               models_dir: Optional[str | os.PathLike] = None) -> ResourceError:
+    """A loader failure (truncated/corrupt file, wrong config) as a ResourceError naming the folder."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ResourceError(f"weights in {folder} could not be loaded ({type(exc).__name__}: {detail[:300]}); "
+                         f"they may be corrupt or incomplete. Re-download with: "
+                         f"{spec.download_command(models_dir)}")
