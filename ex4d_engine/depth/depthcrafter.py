@@ -104,11 +104,11 @@ class DepthCrafterBackend:
         repo = checkout_dir(settings)
         code = checkout_problem(repo)
         target = str(repo) if repo else "DIR"
-        rows = [ComponentStatus("DepthCrafter code (git checkout)", not code, str(repo) if repo else "(not given)",
+        rows = [ComponentStatus("DepthCrafter code (git checkout)", not code, str(repo) if repo else "not given",
                                 CODE_LICENCE, f"git clone {REPO_URL} {target}  # then --depthcrafter-repo {target}",
                                 code)]
         diff = diffusers_problem()
-        rows.append(ComponentStatus("Python package diffusers", not diff, "(python environment)", "Apache-2.0",
+        rows.append(ComponentStatus("Python package diffusers", not diff, "this Python environment", "Apache-2.0",
                                     "pip install 'diffusers>=0.29'", diff))
         for spec in (DEPTHCRAFTER_UNET, SVD_IMG2VID):
             found = locate(spec, settings.models_dir)

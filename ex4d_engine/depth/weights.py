@@ -49,7 +49,7 @@ class ModelWeights:
     def download_command(self, models_dir: Optional[str | os.PathLike] = None) -> str:
         root = models_dir_or_none(models_dir)
         target = str(Path(root) / self.folder_name) if root else f"$EX4D_MODELS_DIR/{self.folder_name}"
-        include = "".join(f' --include "{p}"' for p in self.include)
+        include = (" --include " + " ".join(f'"{p}"' for p in self.include)) if self.include else ""
         login = "hf auth login (accept the licence on the model page first); " if self.gated else ""
         return f"{login}hf download {self.repo_id}{include} --local-dir {target}"
 
