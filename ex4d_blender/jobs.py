@@ -1,0 +1,196 @@
+"""Background work: HTTP in worker threads, results applied on Blender's main thread.
+
+Worker threads never touch bpy. They get plain values (URL, token, trajectory dict, paths)
+and put :class:`Message` objects on one queue. :func:`poll` drains that queue on the main
+thread and hands each message to a callback (``takes.apply_message``), which updates the takes
+and inserts strips. In Blender a ``bpy.app.timers`` tick calls :func:`poll`; timers do not fire
+in the pip ``bpy`` module, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .client import TERMINAL_STATES, EngineClient, ServerError
+
+POLL_INTERVAL_S = 0.5
+
+
+@dataclass
+class Message:
+    """What a worker reports. ``kind``: progress, submitted, succeeded, failed, cancelled, scene_ready."""
+
+    task_key: str
+    kind: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class Task:
+    key: str
+    scene_name: str
+    cancel_event: threading.Event
+    thread: threading.Thread
+
+
+_messages: "queue.Queue[Message]" = queue.Queue()
+_tasks: dict[str, Task] = {}
+_lock = threading.Lock()
+
+
+def start(key: str, scene_name: str, work: Callable[["Reporter"], None]) -> Task:
+    """Run ``work(reporter)`` in a daemon thread; one task per key at a time."""
+    with _lock:
+        if key in _tasks and _tasks[key].thread.is_alive():
+            raise ServerError(f"Take {key} is already running", code="busy")
+        cancel_event = threading.Event()
+        reporter = Reporter(key, cancel_event)
+        thread = threading.Thread(target=_run, args=(work, reporter), name=f"ex4d-{key}", daemon=True)
+        task = Task(key, scene_name, cancel_event, thread)
+        _tasks[key] = task
+    thread.start()
+    return task
+
+
+def cancel(key: str) -> bool:
+    """Ask the task to stop; it reports ``cancelled`` once the engine confirmed. False if not running."""
+    task = _tasks.get(key)
+    if task is None or not task.thread.is_alive():
+        return False
+    task.cancel_event.set()
+    return True
+
+
+def is_running(key: str) -> bool:
+    task = _tasks.get(key)
+    return task is not None and task.thread.is_alive()
+
+
+def active_count() -> int:
+    return sum(1 for task in _tasks.values() if task.thread.is_alive())
+
+
+def scene_name_of(key: str) -> str | None:
+    task = _tasks.get(key)
+    return task.scene_name if task else None
+
+
+def poll(apply: Callable[[Message, str | None], None]) -> bool:
+    """Main thread: hand every queued message to ``apply(message, scene_name)``.
+
+    Returns True while work is still running or messages are pending (timer keeps ticking).
+    """
+    while True:
+        try:
+            message = _messages.get_nowait()
+        except queue.Empty:
+            break
+        apply(message, scene_name_of(message.task_key))
+        if message.kind in ("succeeded", "failed", "cancelled", "scene_ready"):
+            with _lock:
+                task = _tasks.get(message.task_key)
+                if task is not None and not task.thread.is_alive():
+                    _tasks.pop(message.task_key, None)
+    with _lock:
+        for key in [k for k, t in _tasks.items() if not t.thread.is_alive() and _messages.empty()]:
+            _tasks.pop(key, None)
+    return active_count() > 0 or not _messages.empty()
+
+
+def wait_all(apply: Callable[[Message, str | None], None], timeout_s: float = 120.0) -> None:
+    """Block until every task finished, applying messages as they come (background mode / tests)."""
+    deadline = time.monotonic() + timeout_s
+    while poll(apply):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"EX-4D jobs still running after {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+class Reporter:
+    """What a worker holds: post messages, check for cancel. No bpy."""
+
+    def __init__(self, key: str, cancel_event: threading.Event):
+        self.key = key
+        self.cancel_event = cancel_event
+
+    def post(self, kind: str, **data) -> None:
+        _messages.put(Message(self.key, kind, data))
+
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+def _run(work: Callable[[Reporter], None], reporter: Reporter) -> None:
+    try:
+        work(reporter)
+    except ServerError as exc:
+        kind = "cancelled" if exc.code == "cancelled" else "failed"
+        reporter.post(kind, message=exc.message, code=exc.code)
+    except Exception as exc:  # a bug: still say so in the UI, not only in the console
+        reporter.post("failed", message=f"Internal error in the EX-4D add-on: {type(exc).__name__}: {exc}",
+                      code="internal")
+
+
+# ---------------------------------------------------------------------- work items
+def generate_work(url: str, token: str, timeout_s: float, scene_id: str, trajectory: dict, options: dict,
+                  result_path: str, conditioning_paths: dict[str, str] | None = None):
+    """A job: submit, follow progress, download the result (and conditioning videos), or cancel."""
+
+    def work(reporter: Reporter) -> None:
+        client = EngineClient(url, token, timeout_s)
+        job_id = client.submit_job(scene_id, trajectory, options)
+        reporter.post("submitted", job_id=job_id)
+        cancel_sent = False
+        while True:
+            if reporter.cancelled() and not cancel_sent:
+                client.cancel_job(job_id)
+                cancel_sent = True
+            info = client.job(job_id)
+            state = info.get("state") or info.get("status") or "unknown"
+            reporter.post("progress", state=state, stage=str(info.get("stage") or ""),
+                          progress=float(info.get("progress") or 0.0), eta_s=info.get("eta_s", info.get("eta")))
+            if state in TERMINAL_STATES:
+                break
+            time.sleep(POLL_INTERVAL_S / (4 if cancel_sent else 1))
+        if state == "cancelled":
+            reporter.post("cancelled", message="Cancelled", job_id=job_id)
+            return
+        if state == "failed":
+            error = info.get("error")
+            message = error.get("message") if isinstance(error, dict) else (info.get("message") or error)
+            reporter.post("failed", message=f"Engine job failed: {message or 'no reason given'}", job_id=job_id,
+                          code=(error.get("error") if isinstance(error, dict) else "job_failed") or "job_failed")
+            return
+        client.download_result(job_id, result_path, reporter.cancelled)
+        downloaded = {}
+        for which, path in (conditioning_paths or {}).items():
+            downloaded[which] = client.download_conditioning(job_id, path, which, reporter.cancelled)
+        reporter.post("succeeded", job_id=job_id, result_path=result_path, conditioning=downloaded,
+                      info={k: info.get(k) for k in ("engine_version", "generator", "seed", "fps", "num_frames")
+                            if k in info})
+
+    return work
+
+
+def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, options: dict, package_path: str):
+    """Upload a video, wait for the engine's reconstruction, download the scene package."""
+
+    def work(reporter: Reporter) -> None:
+        client = EngineClient(url, token, timeout_s)
+        reporter.post("progress", state="uploading", stage="upload", progress=0.0)
+        scene_id = client.upload_video(video_path, options)
+        reporter.post("submitted", scene_id=scene_id)
+
+        def on_progress(info: dict) -> None:
+            reporter.post("progress", state=str(info.get("state") or info.get("status") or ""),
+                          stage=str(info.get("stage") or "reconstruct"), progress=float(info.get("progress") or 0.0))
+
+        client.wait_for_scene(scene_id, reporter.cancelled, on_progress)
+        client.download_package(scene_id, package_path, reporter.cancelled)
+        reporter.post("scene_ready", scene_id=scene_id, package_path=package_path, url=url)
+
+    return work

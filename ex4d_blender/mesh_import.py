@@ -1,0 +1,343 @@
+"""Import an EX-4D scene package (docs/scene_package.md) as one Blender collection.
+
+What it builds:
+* ``EX4D Root`` empty: the handle the artist moves/scales; identity at import.
+* ``EX4D Mesh``: the DW-mesh, child of the root with local matrix ``AXIS_MATRIX`` so its mesh
+  coordinates stay engine coordinates. UVs = source pixel; a material that plays the source video
+  (emission, so colours match the engine's unlit render); a Mesh Cache modifier on the PC2 so the
+  geometry animates per frame; a face attribute ``ex4d_hidden`` shown as a toggleable overlay.
+* ``EX4D Source Camera``: the source intrinsics exactly (sensor fit HORIZONTAL, lens, shift,
+  pixel aspect), child of the root.
+* ``EX4D Shot``: a free camera at the source pose, ready to keyframe; it becomes the scene camera.
+The engine -> Blender world matrix is ``root.matrix_world @ AXIS_MATRIX``; the collection stores
+the root and the axis matrix, so moving or scaling the root keeps cameras and mesh consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+import zipfile
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from .camera_math import blender_settings_from_intrinsics
+from .contract import CONTRACT_VERSION, CV_CAMERA_TO_BLENDER_CAMERA, OPENCV_TO_BLENDER
+
+#: Engine (OpenCV) -> Blender axes: (x, y, z) -> (x, z, -y). Fixed; stored on the collection.
+AXIS_MATRIX = OPENCV_TO_BLENDER
+SCENE_FORMAT = "ex4d.scene"
+HIDDEN_ATTRIBUTE = "ex4d_hidden"
+OVERLAY_NODE = "EX4D Overlay Strength"
+PACKAGE_MEMBERS = ("scene.json", "mesh.npz", "positions.pc2", "source.mp4")
+
+
+class PackageError(ValueError):
+    """The file is not a usable scene package; the message names the problem."""
+
+
+# ---------------------------------------------------------------------- reading
+def read_scene_json(package_path: str) -> dict:
+    """Open the package and check its header; returns the decoded scene.json."""
+    if not os.path.isfile(package_path):
+        raise PackageError(f"Scene package not found: {package_path}")
+    try:
+        with zipfile.ZipFile(package_path) as archive:
+            names = set(archive.namelist())
+            if "scene.json" not in names:
+                raise PackageError(f"{os.path.basename(package_path)} has no scene.json: not an EX-4D scene package")
+            scene = json.loads(archive.read("scene.json"))
+    except zipfile.BadZipFile:
+        raise PackageError(f"{os.path.basename(package_path)} is not a zip file: not an EX-4D scene package") from None
+    except json.JSONDecodeError as exc:
+        raise PackageError(f"scene.json is not valid JSON: {exc}") from None
+    if scene.get("format") != SCENE_FORMAT or scene.get("version") != 1:
+        raise PackageError(f"Unsupported package: format {scene.get('format')!r} version {scene.get('version')!r}, "
+                           f"this add-on reads {SCENE_FORMAT!r} version 1")
+    if scene.get("contract_version") != CONTRACT_VERSION:
+        raise PackageError(f"Package uses contract v{scene.get('contract_version')}, this add-on v{CONTRACT_VERSION}")
+    for key in ("width", "height", "fps", "num_frames", "K"):
+        if key not in scene:
+            raise PackageError(f"scene.json is missing {key!r}")
+    members = {"mesh_file": "mesh.npz", "point_cache": "positions.pc2", "source_video": "source.mp4"}
+    for key, default in members.items():
+        member = scene.setdefault(key, default)
+        if member not in names:
+            raise PackageError(f"Package is missing {member} (named by scene.json {key!r})")
+    return scene
+
+
+def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
+    """Unpack into a fresh folder under ``data_dir`` (temporary name, renamed when complete)."""
+    os.makedirs(data_dir, exist_ok=True)
+    stem = os.path.basename(package_path).split(".")[0] or "scene"
+    dest = os.path.join(data_dir, stem)
+    n = 2
+    while os.path.exists(dest):
+        dest = os.path.join(data_dir, f"{stem}-{n}")
+        n += 1
+    tmp = tempfile.mkdtemp(prefix=".ex4d-import-", dir=data_dir)
+    try:
+        with zipfile.ZipFile(package_path) as archive:
+            for key in ("point_cache", "source_video"):
+                archive.extract(scene[key], tmp)
+            archive.extract("scene.json", tmp)
+            # mesh.npz is itself a zip of .npy files: unpack them so hidden_faces can be memory-mapped.
+            with archive.open(scene["mesh_file"]) as npz_file, zipfile.ZipFile(npz_file) as npz:
+                for name in npz.namelist():
+                    npz.extract(name, os.path.join(tmp, "mesh"))
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def load_mesh_arrays(folder: str, scene: dict) -> dict[str, np.ndarray]:
+    mesh_dir = os.path.join(folder, "mesh")
+    arrays = {}
+    for name in ("vertices", "faces", "uv", "hidden_faces"):
+        path = os.path.join(mesh_dir, f"{name}.npy")
+        if not os.path.exists(path):
+            raise PackageError(f"mesh.npz has no {name!r} array")
+        arrays[name] = np.load(path, mmap_mode="r" if name == "hidden_faces" else None)
+    num_vertices = len(arrays["vertices"])
+    if arrays["vertices"].shape != (num_vertices, 3) or arrays["uv"].shape != (num_vertices, 2):
+        raise PackageError(f"mesh.npz shapes disagree: vertices {arrays['vertices'].shape}, uv {arrays['uv'].shape}")
+    faces = arrays["faces"]
+    if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and (faces.min() < 0 or faces.max() >= num_vertices)):
+        raise PackageError(f"mesh.npz faces must be (F, 3) indices below {num_vertices}, got shape {faces.shape}")
+    if arrays["hidden_faces"].shape[1:] != (len(faces),):
+        raise PackageError(f"hidden_faces has shape {arrays['hidden_faces'].shape}, expected (T, {len(faces)})")
+    return arrays
+
+
+def read_pc2_header(path: str) -> tuple[int, int]:
+    """(num_points, num_samples) of a PC2 file, checking its size."""
+    with open(path, "rb") as handle:
+        header = handle.read(32)
+    if len(header) != 32 or header[:12] != b"POINTCACHE2\0":
+        raise PackageError(f"{os.path.basename(path)} is not a PC2 point cache")
+    _version, num_points, _start, _rate, num_samples = struct.unpack("<iiffi", header[12:])
+    expected = 32 + num_points * num_samples * 12
+    if os.path.getsize(path) != expected:
+        raise PackageError(f"{os.path.basename(path)} is truncated: {os.path.getsize(path)} bytes, expected {expected}")
+    return num_points, num_samples
+
+
+# ---------------------------------------------------------------------- building
+def import_package(scene, package_path: str, data_dir: str, scene_id: str = "", engine_url: str = ""):
+    """Build the EX-4D collection from ``package_path``; returns the collection."""
+    info = read_scene_json(package_path)
+    folder = extract_package(package_path, info, data_dir)
+    try:
+        return _build(scene, folder, info, package_path, scene_id, engine_url)
+    except PackageError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _build(scene, folder: str, info: dict, package_path: str, scene_id: str, engine_url: str):
+    width, height, num_frames = int(info["width"]), int(info["height"]), int(info["num_frames"])
+    fps = float(info["fps"])
+    K = np.asarray(info["K"], dtype=np.float64)
+    arrays = load_mesh_arrays(folder, info)
+    pc2_path = os.path.join(folder, info["point_cache"])
+    num_points, num_samples = read_pc2_header(pc2_path)
+    if num_points != len(arrays["vertices"]):
+        raise PackageError(f"positions.pc2 has {num_points} points, mesh.npz {len(arrays['vertices'])} vertices")
+    if num_samples != num_frames:
+        raise PackageError(f"positions.pc2 has {num_samples} frames, scene.json says {num_frames}")
+    name = os.path.basename(folder)
+
+    collection = bpy.data.collections.new(f"EX4D {name}")
+    scene.collection.children.link(collection)
+    root = bpy.data.objects.new("EX4D Root", None)
+    root.empty_display_type = "ARROWS"
+    collection.objects.link(root)
+
+    mesh_object = _build_mesh(collection, name, arrays)
+    mesh_object.parent = root
+    mesh_object.matrix_parent_inverse = Matrix.Identity(4)
+    mesh_object.matrix_basis = Matrix(AXIS_MATRIX.tolist())
+    _add_mesh_cache(mesh_object, pc2_path, scene_frame_start=1)
+    mesh_object.data.materials.append(_build_material(name, os.path.join(folder, info["source_video"]), num_frames))
+
+    # Scene: the source's resolution, fps and frame range; exact source intrinsics.
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+    settings = blender_settings_from_intrinsics(K, width, height)
+    render.pixel_aspect_x, render.pixel_aspect_y = settings["pixel_aspect_x"], settings["pixel_aspect_y"]
+    render.fps = max(1, round(fps))
+    render.fps_base = render.fps / fps
+    scene.frame_start, scene.frame_end = 1, num_frames
+    scene.frame_set(1)
+    # Unlit emission + Standard view transform: what the engine renders is what Blender shows.
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+
+    source_camera = _camera(collection, "EX4D Source Camera", settings)
+    source_camera.parent = root
+    source_camera.matrix_parent_inverse = Matrix.Identity(4)
+    source_camera.matrix_basis = Matrix((AXIS_MATRIX @ CV_CAMERA_TO_BLENDER_CAMERA).tolist())
+    source_camera.hide_select = True
+    shot_camera = _camera(collection, "EX4D Shot", settings)
+    shot_camera.matrix_world = Matrix((AXIS_MATRIX @ CV_CAMERA_TO_BLENDER_CAMERA).tolist())
+    scene.camera = shot_camera
+
+    collection["ex4d_root"] = root
+    collection["ex4d_mesh"] = mesh_object
+    collection["ex4d_source_camera"] = source_camera
+    collection["ex4d_axis_matrix"] = [float(x) for x in AXIS_MATRIX.ravel()]
+    collection["ex4d_scene_id"] = scene_id or str(info.get("scene_id", ""))
+    collection["ex4d_engine_url"] = engine_url
+    collection["ex4d_package"] = os.path.abspath(package_path)
+    collection["ex4d_folder"] = folder
+    collection["ex4d_width"], collection["ex4d_height"] = width, height
+    collection["ex4d_fps"], collection["ex4d_num_frames"] = fps, num_frames
+    collection["ex4d_K"] = [float(x) for x in K.ravel()]
+    collection["ex4d_scene_scale"] = float(info.get("scene_scale", 1.0))
+    collection["ex4d_frame_start"] = 1
+    return collection
+
+
+def _build_mesh(collection, name: str, arrays: dict):
+    vertices = np.ascontiguousarray(arrays["vertices"], dtype=np.float32)
+    faces = np.ascontiguousarray(arrays["faces"], dtype=np.int32)
+    mesh = bpy.data.meshes.new(f"EX4D {name}")
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    uv_layer = mesh.uv_layers.new(name="source_uv")
+    uv_layer.data.foreach_set("uv", np.ascontiguousarray(arrays["uv"], dtype=np.float32)[faces.ravel()].ravel())
+    hidden = mesh.attributes.new(HIDDEN_ATTRIBUTE, "FLOAT", "FACE")
+    hidden.data.foreach_set("value", np.asarray(arrays["hidden_faces"][0], dtype=np.float32))
+    mesh.update()
+    mesh_object = bpy.data.objects.new("EX4D Mesh", mesh)
+    collection.objects.link(mesh_object)
+    mesh_object["ex4d_hidden_faces"] = os.path.abspath(arrays["hidden_faces"].filename)
+    mesh_object["ex4d_overlay"] = False
+    return mesh_object
+
+
+def _add_mesh_cache(mesh_object, pc2_path: str, scene_frame_start: int) -> None:
+    modifier = mesh_object.modifiers.new("EX4D Point Cache", "MESH_CACHE")
+    modifier.cache_format = "PC2"
+    modifier.filepath = pc2_path
+    modifier.deform_mode = "OVERWRITE"
+    modifier.interpolation = "NONE"  # one sample per frame, no blending between frames
+    modifier.time_mode = "FRAME"
+    modifier.play_mode = "SCENE"
+    modifier.frame_start = scene_frame_start  # scene frame of PC2 sample 0
+    modifier.frame_scale = 1.0
+    modifier.forward_axis, modifier.up_axis = "POS_Y", "POS_Z"  # identity: the cache is in mesh coordinates
+
+
+def _build_material(name: str, video_path: str, num_frames: int):
+    material = bpy.data.materials.new(f"EX4D {name}")
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    image = bpy.data.images.load(video_path, check_existing=True)
+    image.source = "MOVIE"
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    texture.interpolation = "Linear"
+    texture.extension = "EXTEND"
+    texture.image_user.frame_start = 1
+    texture.image_user.frame_offset = 0
+    texture.image_user.frame_duration = num_frames
+    texture.image_user.use_auto_refresh = True
+    uv = nodes.new("ShaderNodeUVMap")
+    uv.uv_map = "source_uv"
+    links.new(uv.outputs["UV"], texture.inputs["Vector"])
+    # Hidden-face overlay: colour = mix(video, magenta, hidden * strength); strength 0 = off.
+    attribute = nodes.new("ShaderNodeAttribute")
+    attribute.attribute_type = "GEOMETRY"
+    attribute.attribute_name = HIDDEN_ATTRIBUTE
+    strength = nodes.new("ShaderNodeValue")
+    strength.name = strength.label = OVERLAY_NODE
+    strength.outputs[0].default_value = 0.0
+    factor = nodes.new("ShaderNodeMath")
+    factor.operation = "MULTIPLY"
+    links.new(attribute.outputs["Fac"], factor.inputs[0])
+    links.new(strength.outputs[0], factor.inputs[1])
+    mix = nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.inputs["B"].default_value = (1.0, 0.0, 1.0, 1.0)
+    links.new(factor.outputs[0], mix.inputs["Factor"])
+    links.new(texture.outputs["Color"], mix.inputs["A"])
+    emission = nodes.new("ShaderNodeEmission")
+    links.new(mix.outputs["Result"], emission.inputs["Color"])
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return material
+
+
+def _camera(collection, name: str, settings: dict):
+    data = bpy.data.cameras.new(name)
+    data.sensor_fit = settings["sensor_fit"]
+    data.sensor_width = settings["sensor_width"]
+    data.lens = settings["lens"]
+    data.shift_x, data.shift_y = settings["shift_x"], settings["shift_y"]
+    data.clip_start, data.clip_end = 0.01, 10000.0
+    camera_object = bpy.data.objects.new(name, data)
+    collection.objects.link(camera_object)
+    return camera_object
+
+
+# ---------------------------------------------------------------------- queries
+def is_ex4d_collection(collection) -> bool:
+    return collection is not None and "ex4d_axis_matrix" in collection and "ex4d_root" in collection
+
+
+def import_matrix(collection) -> np.ndarray:
+    """Engine world -> Blender world for this scene, now: ``root.matrix_world @ axis matrix``."""
+    axis = np.asarray(collection["ex4d_axis_matrix"], dtype=np.float64).reshape(4, 4)
+    root = collection.get("ex4d_root")
+    if root is None:
+        raise PackageError(f"Collection '{collection.name}' lost its EX4D Root object; re-import the scene")
+    return np.array(root.matrix_world) @ axis
+
+
+def set_overlay(mesh_object, enabled: bool) -> None:
+    """Show hidden faces in magenta (material strength 1) or not (0)."""
+    mesh_object["ex4d_overlay"] = bool(enabled)
+    for slot in mesh_object.material_slots:
+        if slot.material and slot.material.node_tree and OVERLAY_NODE in slot.material.node_tree.nodes:
+            slot.material.node_tree.nodes[OVERLAY_NODE].outputs[0].default_value = 1.0 if enabled else 0.0
+    update_hidden_faces(mesh_object, bpy.context.scene)
+
+
+_hidden_cache: dict[str, np.ndarray] = {}
+
+
+def update_hidden_faces(mesh_object, scene) -> None:
+    """Write this frame's hidden-face mask into the ``ex4d_hidden`` attribute (overlay only)."""
+    path = mesh_object.get("ex4d_hidden_faces")
+    attribute = mesh_object.data.attributes.get(HIDDEN_ATTRIBUTE)
+    if not path or attribute is None or not os.path.exists(path):
+        return
+    if path not in _hidden_cache:
+        _hidden_cache[path] = np.load(path, mmap_mode="r")
+    hidden_faces = _hidden_cache[path]
+    frame_index = min(max(scene.frame_current - 1, 0), len(hidden_faces) - 1)
+    if len(attribute.data) == hidden_faces.shape[1]:
+        attribute.data.foreach_set("value", np.asarray(hidden_faces[frame_index], dtype=np.float32))
+        mesh_object.data.update()
+
+
+@bpy.app.handlers.persistent
+def on_frame_change(scene, *_args) -> None:
+    """frame_change_post handler: keep overlays in step with the frame."""
+    for obj in scene.objects:
+        if obj.type == "MESH" and obj.get("ex4d_overlay"):
+            update_hidden_faces(obj, scene)

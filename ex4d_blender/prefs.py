@@ -1,0 +1,112 @@
+"""Add-on preferences: where the engine is, the token, and an optional local engine process.
+
+Every lookup goes through ``__package__`` (an extension is imported as ``bl_ext.<repo>.ex4d``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import bpy
+
+from .client import DEFAULT_URL
+
+ADDON_PACKAGE = __package__
+_local_engine: subprocess.Popen | None = None
+
+
+def get_prefs(context=None):
+    context = context or bpy.context
+    return context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+def user_dir(*parts: str) -> str:
+    """Writable per-user folder of the extension (the add-on's own folder may be read-only)."""
+    path = bpy.utils.extension_path_user(ADDON_PACKAGE, path=os.path.join(*parts) if parts else "", create=True)
+    return path
+
+
+def data_dir(context=None) -> str:
+    """Where imported scenes and generated shots are written."""
+    prefs = get_prefs(context)
+    if prefs.data_dir:
+        path = bpy.path.abspath(prefs.data_dir)
+        os.makedirs(path, exist_ok=True)
+        return path
+    return user_dir("data")
+
+
+def start_local_engine(command: str, url: str, log_path: str) -> subprocess.Popen:
+    """Launch ``<command> serve`` on the URL's loopback port, logging to ``log_path``."""
+    from urllib.parse import urlparse
+
+    global _local_engine
+    if _local_engine is not None and _local_engine.poll() is None:
+        return _local_engine
+    parsed = urlparse(url)
+    args = [*command.split(), "serve", "--host", parsed.hostname or "127.0.0.1", "--port", str(parsed.port or 8420)]
+    log = open(log_path, "ab")
+    try:
+        _local_engine = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise RuntimeError(f"Could not start '{args[0]}': {exc}. Set the engine command in the preferences "
+                           "(e.g. the full path to ex4d in the engine's virtual environment).") from None
+    finally:
+        log.close()
+    return _local_engine
+
+
+def stop_local_engine() -> None:
+    global _local_engine
+    if _local_engine is not None and _local_engine.poll() is None:
+        _local_engine.terminate()
+        try:
+            _local_engine.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _local_engine.kill()
+    _local_engine = None
+
+
+def local_engine_running() -> bool:
+    return _local_engine is not None and _local_engine.poll() is None
+
+
+class EX4D_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    engine_url: bpy.props.StringProperty(
+        name="Engine URL", default=DEFAULT_URL,
+        description="Address of `ex4d serve`. Hosts other than this machine need Blender's online access")
+    token: bpy.props.StringProperty(
+        name="Token", subtype="PASSWORD", default="",
+        description="Bearer token: the contents of <engine data dir>/token, or $EX4D_TOKEN")
+    timeout_s: bpy.props.FloatProperty(name="Timeout (s)", default=30.0, min=1.0, max=3600.0,
+                                       description="Per-request timeout; jobs themselves may run much longer")
+    data_dir: bpy.props.StringProperty(
+        name="Data folder", subtype="DIR_PATH", default="",
+        description="Where imported scenes and generated shots go (empty: the extension's user folder)")
+    engine_command: bpy.props.StringProperty(
+        name="Engine command", default="ex4d",
+        description="Command that runs the engine CLI, used by 'Start local engine' (`<command> serve`)")
+    connection_verdict: bpy.props.StringProperty(name="Connection", default="not tested")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "engine_url")
+        layout.prop(self, "token")
+        row = layout.row()
+        row.prop(self, "timeout_s")
+        row.prop(self, "data_dir")
+        row = layout.row()
+        row.operator("ex4d.test_connection", icon="LINKED")
+        row.label(text=self.connection_verdict)
+        box = layout.box()
+        box.label(text="Local engine")
+        box.prop(self, "engine_command")
+        row = box.row()
+        if local_engine_running():
+            row.operator("ex4d.stop_engine", icon="CANCEL")
+            row.label(text="running; log: " + os.path.join(user_dir("logs"), "engine.log"))
+        else:
+            row.operator("ex4d.start_engine", icon="PLAY")
