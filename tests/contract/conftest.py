@@ -5,8 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract_samples import random_rotation
 from ex4d_engine.contract import Trajectory, intrinsics_matrix, look_at_w2c
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """Uniform random rotation from a normalised Gaussian quaternion (independent of the code under test)."""
+    q = rng.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+@pytest.fixture
+def rotation_sampler():
+    """``random_rotation`` for tests (with --import-mode=importlib, test modules cannot import conftest)."""
+    return random_rotation
 
 
 def orbit_w2c(frames: int, radius: float = 2.5) -> np.ndarray:

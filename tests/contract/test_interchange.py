@@ -30,8 +30,6 @@ from ex4d_engine.interchange import (
     trajectory_to_nerfstudio,
 )
 
-from contract_samples import random_rotation
-
 FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
@@ -43,10 +41,10 @@ def assert_same_cameras(a: Trajectory, b: Trajectory, atol: float = 1e-6) -> Non
 
 
 # ------------------------------------------------------------------ quaternions
-def test_quaternion_round_trip_on_random_rotations():
+def test_quaternion_round_trip_on_random_rotations(rotation_sampler):
     rng = np.random.default_rng(0)
     for _ in range(200):
-        R = random_rotation(rng)
+        R = rotation_sampler(rng)
         q = rotation_to_quaternion(R)
         assert math.isclose(np.linalg.norm(q), 1.0, abs_tol=1e-15) and q[0] >= 0
         assert np.allclose(quaternion_to_rotation(q), R, atol=1e-14)
