@@ -1,0 +1,55 @@
+"""``ex4d serve``: run the local engine process (HTTP API v1, docs/api.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the local engine server (HTTP API for Blender and scripts)",
+        description="Run the ex4d engine server: FastAPI over the engine, one GPU worker process per GPU, "
+                    "jobs and scenes persisted in the data dir. API: docs/api.md, /docs, /openapi.json.")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; a non-loopback "
+                        "address needs an explicit token: EX4D_TOKEN or --token-file)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8420; 0 = any free port, "
+                        "written to <data-dir>/server.json)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="jobs, scenes, token (default $EX4D_DATA_DIR or ~/.local/share/ex4d)")
+    parser.add_argument("--gpus", default=None, help="'auto' (default), 'cpu', or GPU indices '0,1' "
+                        "(one worker process each)")
+    parser.add_argument("--preload", action="store_true", default=None,
+                        help="load the available generators at start-up instead of at the first job")
+    parser.add_argument("--import-root", type=Path, action="append", default=None, dest="import_roots",
+                        help="directory clients may import videos/depth from by path (repeatable)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="where model weights live")
+    parser.add_argument("--token-file", type=Path, default=None, help="read the bearer token from this file")
+    parser.add_argument("--cors-origin", action="append", default=None, dest="cors_origins",
+                        help="allow this browser origin (repeatable; default: no CORS)")
+    parser.add_argument("--max-upload-mb", type=int, default=None, help="upload size limit (default 2048)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from pydantic import ValidationError
+
+    from ..errors import InputError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from server.app import serve
+    from server.settings import Settings
+
+    overrides = {key: value for key, value in vars(args).items()
+                 if key in Settings.model_fields and value is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    settings = settings.model_copy(update={"data_dir": Path(os.path.abspath(settings.data_dir))})
+    serve(settings)
+    return 0

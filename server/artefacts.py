@@ -1,0 +1,152 @@
+"""Files under the data dir: where each artefact lives, atomic writes, and path-trick rejection.
+
+Every path the server reads or writes is built here from a validated id and a fixed name, and
+checked to resolve inside the data dir. Imports are the one exception: they are resolved (with
+symlinks) and must land inside a configured import root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional, Sequence
+
+from ex4d_engine.errors import InputError, NotFoundError, ResourceError
+
+from .errors import FieldError, TooLargeError
+
+#: Ids as ``store.new_id`` makes them; anything else never reaches the filesystem.
+ID_PATTERN = r"^[sj]_[0-9a-f]{16}$"
+_ID_RE = re.compile(ID_PATTERN)
+PARTIAL_PREFIX = ".partial-"
+
+SCENE_ARRAYS = "scene.npz"
+SCENE_PACKAGE = "scene.ex4dscene.zip"
+RESULT_VIDEO = "result.mp4"
+CONDITIONING_VIDEOS = {"colour": "conditioning_colour.mp4", "mask": "conditioning_mask.mp4"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
+DEPTH_SUFFIXES = {".npy", ".npz"}
+
+
+class Artefacts:
+    """The data dir layout: ``scenes/<scene_id>/...`` and ``jobs/<job_id>/...``."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.root = Path(os.path.realpath(data_dir))
+        for sub in ("scenes", "jobs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def database(self) -> Path:
+        return self.root / "ex4d.sqlite3"
+
+    def scene_dir(self, scene_id: str, create: bool = False) -> Path:
+        return self._dir("scenes", scene_id, create)
+
+    def job_dir(self, job_id: str, create: bool = False) -> Path:
+        return self._dir("jobs", job_id, create)
+
+    def _dir(self, kind: str, item_id: str, create: bool) -> Path:
+        if not _ID_RE.match(item_id):
+            raise NotFoundError(f"{kind[:-1]} {item_id!r} not found")
+        path = self.inside(self.root / kind / item_id)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def inside(self, path: str | os.PathLike) -> Path:
+        """``path`` resolved; raises if it escapes the data dir (symlinks included)."""
+        resolved = Path(os.path.realpath(path))
+        if resolved != self.root and self.root not in resolved.parents:
+            raise InputError(f"path {os.fspath(path)!r} is outside the data dir")
+        return resolved
+
+    def existing(self, path: Path, what: str) -> Path:
+        """A final (complete) artefact, or NotFoundError."""
+        path = self.inside(path)
+        if path.name.startswith(PARTIAL_PREFIX) or not path.is_file():
+            raise NotFoundError(f"{what} not available")
+        return path
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def remove_tree(self, path: Path) -> None:
+        shutil.rmtree(self.inside(path), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``final`` (same suffix); renamed onto ``final`` only on success."""
+    tmp = final.with_name(f"{PARTIAL_PREFIX}{uuid.uuid4().hex[:8]}-{final.name}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise disk_error(exc, final) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def remove_partials(directory: Path) -> None:
+    """Delete leftovers of an interrupted run (the API never serves them anyway)."""
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            if entry.name.startswith(PARTIAL_PREFIX) or ".tmp-" in entry.name:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def disk_error(exc: OSError, path: Path) -> Exception:
+    """Map a full disk to ResourceError; other OS errors pass through."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError(f"disk full while writing {path.name}: {exc.strerror}")
+    return exc
+
+
+def save_stream(source: BinaryIO, final: Path, max_bytes: int, field: str) -> int:
+    """Copy an upload to ``final`` atomically, refusing more than ``max_bytes``. Returns the size."""
+    size = 0
+    with atomic_path(final) as tmp, open(tmp, "wb") as out:
+        while chunk := source.read(1 << 20):
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLargeError(f"{field} is larger than the limit of {max_bytes // (1 << 20)} MB", field)
+            out.write(chunk)
+    if size == 0:
+        final.unlink()
+        raise InputError(f"{field} is empty")
+    return size
+
+
+def resolve_import(path_text: str, roots: Sequence[Path], field: str) -> Path:
+    """An import path, resolved with symlinks, that must be a file inside one of ``roots``."""
+    if not roots:
+        raise FieldError(f"{field}: imports are disabled (the server has no --import-root)", field)
+    if not path_text or "\x00" in path_text:
+        raise FieldError(f"{field} must be a file path", field)
+    candidate = Path(path_text)
+    if not candidate.is_absolute():
+        raise FieldError(f"{field} must be an absolute path, got {path_text!r}", field)
+    resolved = Path(os.path.realpath(candidate))
+    for root in roots:
+        root_real = Path(os.path.realpath(root))
+        if root_real in resolved.parents:
+            if not resolved.is_file():
+                raise FieldError(f"{field}: no such file {path_text!r}", field)
+            return resolved
+    raise FieldError(f"{field} {path_text!r} is not inside a configured import root", field)
+
+
+def suffix_of(name: Optional[str], allowed: set[str], field: str) -> str:
+    suffix = Path(name or "").suffix.lower()
+    if suffix not in allowed:
+        raise FieldError(f"{field} must be one of {', '.join(sorted(allowed))}; got {name!r}", field)
+    return suffix
+

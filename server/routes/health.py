@@ -1,0 +1,34 @@
+"""``GET /v1/health``: versions, GPUs, workers, generators, queue. The one route without auth."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ex4d_engine import __version__
+from ex4d_engine.contract import CONTRACT_VERSION
+
+from ..deps import SettingsDep, StoreDep
+from ..generators import GENERATOR_NAMES, depth_backends, generator_status
+from ..schemas import GeneratorInfo, GpuInfo, Health, WorkerInfo
+
+router = APIRouter(prefix="/v1", tags=["health"])
+
+
+@router.get("/health", response_model=Health, summary="Server, GPU, model and queue status (no auth)")
+def health(store: StoreDep, settings: SettingsDep) -> Health:
+    workers = store.list_workers()
+    loaded = {name for w in workers for name in w.info.get("loaded", [])}
+    gpus = {g["index"]: g for w in workers for g in w.info.get("gpus", [])}
+    generators = []
+    for name in GENERATOR_NAMES:
+        status = generator_status(name, settings.models_dir)
+        generators.append(GeneratorInfo(name=name, available=status.available, loaded=name in loaded,
+                                        reason=status.reason, models_present=status.models_present,
+                                        models_missing=status.models_missing))
+    return Health(
+        version=__version__, contract_version=CONTRACT_VERSION,
+        gpus=[GpuInfo(**g) for g in gpus.values()],
+        workers=[WorkerInfo(slot=w.slot, pid=w.pid, state=w.state, job_id=w.job_id, device=w.device,
+                            restarts=w.restarts) for w in workers],
+        generators=generators, depth_backends=depth_backends(), queue_length=store.queue_length(),
+    )

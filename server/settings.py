@@ -1,0 +1,125 @@
+"""Typed server settings: defaults, ``EX4D_*`` environment variables, then CLI flags."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ex4d_engine.errors import InputError
+
+DEFAULT_PORT = 8420
+TOKEN_FILE_NAME = "token"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "ex4d"
+
+
+class Settings(BaseSettings):
+    """Everything the server needs to know; see docs/api.md."""
+
+    model_config = SettingsConfigDict(env_prefix="EX4D_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    #: Explicit token (env EX4D_TOKEN); None = read or create ``<data_dir>/token``.
+    token: Optional[SecretStr] = None
+    token_file: Optional[Path] = None
+    import_roots: list[Path] = Field(default_factory=list)
+    models_dir: Optional[Path] = None
+    #: "auto" (one worker, default device), "cpu", or GPU indices "0,1" (one worker each).
+    gpus: str = "auto"
+    preload: bool = False
+    cors_origins: list[str] = Field(default_factory=list)
+
+    max_upload_mb: int = Field(2048, ge=1)
+    max_json_mb: int = Field(16, ge=1)
+    max_frames: int = Field(1025, ge=1)
+    max_pixels: int = Field(1920 * 1088, ge=1)
+    #: A job does not start with less free space than this in the data dir.
+    min_free_mb: int = Field(256, ge=0)
+    #: A job interrupted by server restarts this many times is failed instead of re-queued.
+    max_attempts: int = Field(2, ge=1)
+    #: Seconds between progress writes / SSE polls.
+    progress_interval_s: float = Field(0.1, gt=0)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def token_explicit(self) -> bool:
+        return self.token is not None or self.token_file is not None
+
+    def worker_devices(self) -> list[str]:
+        """One entry per worker: "auto", "cpu" or a CUDA index as a string."""
+        spec = self.gpus.strip().lower()
+        if spec in ("auto", "cpu"):
+            return [spec]
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise InputError(f"--gpus must be 'auto', 'cpu' or GPU indices like '0,1', got {self.gpus!r}")
+        return parts
+
+    def check_bind(self) -> None:
+        """Refuse a non-loopback bind unless the token was given explicitly."""
+        if not is_loopback(self.host) and not self.token_explicit:
+            raise InputError(
+                f"refusing to bind {self.host!r}: it is not a loopback address and no token was given; "
+                "set EX4D_TOKEN or pass --token-file"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback
+                       for info in socket.getaddrinfo(host, None))
+        except (OSError, ValueError):
+            return False
+
+
+def resolve_token(settings: Settings) -> str:
+    """The bearer token: EX4D_TOKEN, --token-file, or ``<data_dir>/token`` (created 0600 at first start)."""
+    if settings.token is not None:
+        token = settings.token.get_secret_value().strip()
+        if not token:
+            raise InputError("EX4D_TOKEN is empty")
+        return token
+    path = settings.token_file or settings.data_dir / TOKEN_FILE_NAME
+    if settings.token_file is None and not path.exists():
+        _create_token_file(path)
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InputError(f"cannot read token file {path}: {exc.strerror}") from None
+    if not token:
+        raise InputError(f"token file {path} is empty")
+    return token
+
+
+def _create_token_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+        os.fchmod(fd, 0o600)  # the umask cannot widen it
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # never overwrite a token another process just made
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)

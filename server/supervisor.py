@@ -1,0 +1,144 @@
+"""Starts the worker processes, restarts one that dies, and stops them in order.
+
+Lives in the HTTP process (a thread; no FastAPI import). A worker that dies while running a job
+fails that job with the exit reason; the queue goes on with a fresh worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from typing import Optional
+
+from .settings import Settings
+from .store import Store
+from .worker import WorkerConfig, worker_main
+
+log = logging.getLogger("ex4d.supervisor")
+
+#: A worker that dies sooner than this after its start counts as a crash loop: back off.
+QUICK_DEATH_S = 5.0
+MAX_BACKOFF_S = 30.0
+
+
+class _Slot:
+    def __init__(self, index: int, device: str):
+        self.index = index
+        self.device = device
+        self.process: Optional[multiprocessing.process.BaseProcess] = None
+        self.started_at = 0.0
+        self.restarts = 0
+        self.backoff_s = 0.0
+        self.wake = None
+        self.stop = None
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings, store: Store):
+        self.settings = settings
+        self.store = store
+        self._context = multiprocessing.get_context("spawn")  # never fork a threaded server
+        self._slots = [_Slot(i, device) for i, device in enumerate(settings.worker_devices())]
+        self._stopping = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._started = threading.Event()
+
+    # ------------------------------------------------------------------ public
+    def start(self) -> None:
+        # Processes are spawned from the monitor thread only: the worker's parent-death signal is
+        # tied to the thread that created it, and this thread lives until stop().
+        self._thread = threading.Thread(target=self._monitor, name="ex4d-supervisor", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+
+    def wake(self) -> None:
+        """Tell idle workers a job is waiting (they also poll, so this only saves latency)."""
+        for slot in self._slots:
+            if slot.wake is not None:
+                slot.wake.set()
+
+    def pids(self) -> list[int]:
+        return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask workers to stop (a running job is given back to the queue), then make sure they did."""
+        self._stopping.set()
+        for slot in self._slots:
+            if slot.stop is not None:
+                slot.stop.set()
+                slot.wake.set()
+        deadline = time.monotonic() + timeout_s
+        for slot in self._slots:
+            process = slot.process
+            if process is None:
+                continue
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("worker %d did not stop in time; killing it", slot.index)
+                process.kill()
+                process.join(5)
+            slot.wake = slot.stop = None  # release the semaphores now, not at interpreter exit
+        if self._thread is not None:
+            self._thread.join(5)
+
+    # ------------------------------------------------------------------ monitor
+    def _monitor(self) -> None:
+        for slot in self._slots:
+            self._spawn(slot)
+        self._started.set()
+        while not self._stopping.is_set():
+            sentinels = {slot.process.sentinel: slot for slot in self._slots if slot.process is not None}
+            ready = multiprocessing.connection.wait(list(sentinels), timeout=0.5)
+            if self._stopping.is_set():
+                break
+            for sentinel in ready:
+                self._handle_death(sentinels[sentinel])
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.wake = self._context.Event()
+        slot.stop = self._context.Event()
+        s = self.settings
+        config = WorkerConfig(
+            slot=slot.index, device=slot.device, data_dir=str(s.data_dir),
+            models_dir=str(s.models_dir) if s.models_dir else None, preload=s.preload,
+            min_free_mb=s.min_free_mb, progress_interval_s=s.progress_interval_s, parent_pid=os.getpid(),
+        )
+        process = self._context.Process(target=worker_main, args=(config, slot.wake, slot.stop),
+                                        name=f"ex4d-worker-{slot.index}", daemon=True)
+        process.start()
+        slot.process = process
+        slot.started_at = time.monotonic()
+        self.store.set_worker(slot.index, pid=process.pid, state="starting", device=slot.device,
+                              restarts=slot.restarts)
+        log.info("worker %d started (pid %d, device %s)", slot.index, process.pid, slot.device)
+
+    def _handle_death(self, slot: _Slot) -> None:
+        process = slot.process
+        process.join(1)
+        reason = _exit_reason(process.exitcode)
+        failed = self.store.fail_jobs_of_worker(
+            process.pid, f"the worker process died ({reason}) while running this job; it has been restarted")
+        log.error("worker %d (pid %d) died (%s); failed jobs: %s", slot.index, process.pid, reason, failed or "none")
+        lived = time.monotonic() - slot.started_at
+        slot.backoff_s = 0.0 if lived > QUICK_DEATH_S else min(MAX_BACKOFF_S, max(1.0, slot.backoff_s * 2))
+        slot.restarts += 1
+        self.store.set_worker(slot.index, pid=None, state="restarting", device=slot.device, restarts=slot.restarts)
+        if slot.backoff_s and self._stopping.wait(slot.backoff_s):
+            return
+        self._spawn(slot)
+
+
+def _exit_reason(exitcode: Optional[int]) -> str:
+    if exitcode is None:
+        return "unknown exit"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"

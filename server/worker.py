@@ -1,0 +1,301 @@
+"""The worker process: owns the GPU and the models, takes jobs from the store in FIFO order.
+
+Started by :mod:`server.supervisor` with the ``spawn`` method; imports neither FastAPI nor
+torch at module level. Models and the last scenes stay resident between jobs. Between steps a
+job checks (through ``should_cancel``) for a cancel request, a server shutdown and the death of
+the server process; every write to its row carries the run token, so a job that was taken away
+(re-queued by a restarted server) is never overwritten.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import errno
+import logging
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ex4d_engine.errors import Ex4dError, JobCancelledError, ResourceError
+
+from .artefacts import Artefacts, remove_partials
+from .store import JobKind, JobRow, JobState, Store
+
+log = logging.getLogger("ex4d.worker")
+
+IDLE_WAIT_S = 0.5
+CANCEL_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs; plain data so it pickles into the spawned process."""
+
+    slot: int
+    device: str  # "auto", "cpu" or a CUDA index
+    data_dir: str
+    models_dir: Optional[str]
+    preload: bool
+    min_free_mb: int
+    progress_interval_s: float
+    parent_pid: int
+
+
+class ServerStopping(Exception):
+    """The server is shutting down or gone: give the job back instead of failing it."""
+
+
+# ---------------------------------------------------------------------- process entry
+def worker_main(config: WorkerConfig, wake, stop) -> None:
+    """Entry point of the worker process."""
+    if config.device.isdigit():  # before anything can import torch
+        os.environ["CUDA_VISIBLE_DEVICES"] = config.device
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server, which stops us in order
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # stop at the next step, give the job back
+    _die_with_parent(config.parent_pid)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{config.slot}] %(levelname)s %(message)s")
+    Worker(config, wake, stop).run()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: get SIGKILL when the server dies (kill -9 included), so no orphan keeps the GPU."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the loop's parent check is the fallback
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, wake, stop):
+        self.config = config
+        self.wake = wake
+        self.stop = stop
+        self.pid = os.getpid()
+        self.artefacts = Artefacts(config.data_dir)
+        self.store = Store(self.artefacts.database)
+        self.resident = Resident(Path(config.models_dir) if config.models_dir else None)
+        self.gpus = probe_gpus()
+        self.device_name = "cpu" if not self.gpus else f"cuda:{self.config.device if self.config.device.isdigit() else 0}"
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        self._announce("starting")
+        if self.config.preload:
+            self.resident.preload()
+        self._announce("idle")
+        while not self._should_stop():
+            claimed = self.store.claim_next(self.pid)
+            if claimed is None:
+                self.wake.wait(IDLE_WAIT_S)
+                self.wake.clear()
+                continue
+            job, token = claimed
+            self._announce("busy", job.id)
+            self.run_job(job, token)
+            self._announce("idle")
+
+    def _should_stop(self) -> bool:
+        return self.stop.is_set() or os.getppid() != self.config.parent_pid
+
+    def _announce(self, state: str, job_id: Optional[str] = None) -> None:
+        self.store.set_worker(self.config.slot, pid=self.pid, state=state, device=self.device_name, job_id=job_id,
+                              info={"gpus": self.gpus, "loaded": self.resident.loaded_names()})
+
+    # ------------------------------------------------------------------ one job
+    def run_job(self, job: JobRow, token: str) -> None:
+        from . import tasks  # the engine loads on the first job, not at process start
+
+        ctx = JobContext(self, job, token)
+        work_dir = (self.artefacts.scene_dir(job.scene_id, create=True) if job.kind == JobKind.recon
+                    else self.artefacts.job_dir(job.id, create=True))
+        remove_partials(work_dir)
+        log.info("job %s (%s) started", job.id, job.kind.value)
+        try:
+            self._check_disk()
+            if job.kind == JobKind.recon:
+                metadata = tasks.run_recon(ctx)
+                self.store.finish(job.id, token, JobState.succeeded, scene_metadata=metadata)
+            else:
+                tasks.run_generate(ctx)
+                self.store.finish(job.id, token, JobState.succeeded)
+            log.info("job %s succeeded", job.id)
+        except ServerStopping:
+            self.store.requeue(job.id, token)
+            log.info("job %s given back: the server is stopping", job.id)
+        except JobCancelledError as exc:
+            if job.kind == JobKind.generate:
+                self.artefacts.remove_tree(work_dir)
+            self.store.finish(job.id, token, JobState.cancelled, error=(exc.code, exc.message))
+            log.info("job %s cancelled", job.id)
+        except BaseException as exc:  # noqa: BLE001 - every failure ends up on the job row
+            error = describe_failure(exc, ctx.stage)
+            log.error("job %s failed: %s\n%s", job.id, error[1], traceback.format_exc())
+            self.store.finish(job.id, token, JobState.failed, error=error)
+            if is_out_of_memory(exc):
+                self.resident.free_memory()
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            remove_partials(work_dir)
+
+    def _check_disk(self) -> None:
+        free_mb = self.artefacts.free_bytes() // (1 << 20)
+        if free_mb < self.config.min_free_mb:
+            raise ResourceError(f"not enough free disk space in the data dir: {free_mb} MB free, "
+                                f"a job needs at least {self.config.min_free_mb} MB")
+
+
+class JobContext:
+    """What a task sees: its job, progress reporting into a stage range, and the cancel check."""
+
+    def __init__(self, worker: Worker, job: JobRow, token: str):
+        self.worker = worker
+        self.job = job
+        self.token = token
+        self.store = worker.store
+        self.artefacts = worker.artefacts
+        self.resident = worker.resident
+        self.stage = "starting"
+        self._last_write = 0.0
+        self._last_check = 0.0
+
+    def progress(self, fraction: float, stage: str) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self._last_write < self.worker.config.progress_interval_s:
+            return
+        self.stage = stage
+        self._last_write = now
+        if not self.store.set_progress(self.job.id, self.token, stage, fraction):
+            raise ServerStopping()  # the job is no longer ours
+
+    def sub(self, stage: str, start: float, end: float) -> Callable[[float, str], None]:
+        """A progress callback for one stage mapping its 0..1 onto ``start..end`` of the job."""
+        self.progress(start, stage)
+
+        def report(fraction: float, _detail: str = "") -> None:
+            self.progress(start + (end - start) * min(1.0, max(0.0, float(fraction))), stage)
+            self.check_cancel()
+
+        return report
+
+    def should_cancel(self) -> bool:
+        """Cheap enough to call every step: the database is read at most every 50 ms."""
+        now = time.monotonic()
+        if now - self._last_check < CANCEL_POLL_S:
+            return False
+        self._last_check = now
+        if self.worker._should_stop():
+            raise ServerStopping()
+        owned, cancel = self.store.run_status(self.job.id, self.token)
+        if not owned:
+            raise ServerStopping()
+        return cancel
+
+    def check_cancel(self) -> None:
+        if self.should_cancel():
+            raise JobCancelledError("cancelled by the user")
+
+
+class Resident:
+    """Models and scenes kept in memory between jobs."""
+
+    SCENES_KEPT = 2
+
+    def __init__(self, models_dir: Optional[Path]):
+        self.models_dir = models_dir
+        self._generators: dict[tuple[str, Optional[str]], Any] = {}
+        self._scenes: collections.OrderedDict[str, Any] = collections.OrderedDict()
+
+    def generator(self, name: str, profile: Optional[str]) -> Any:
+        from .generators import load_generator
+
+        key = (name, profile)
+        if key not in self._generators:
+            self._generators[key] = load_generator(name, self.models_dir, profile)
+        return self._generators[key]
+
+    def scene(self, scene_id: str, load: Callable[[], Any]) -> Any:
+        if scene_id in self._scenes:
+            self._scenes.move_to_end(scene_id)
+            return self._scenes[scene_id]
+        scene = load()
+        self._scenes[scene_id] = scene
+        while len(self._scenes) > self.SCENES_KEPT:
+            self._scenes.popitem(last=False)
+        return scene
+
+    def preload(self) -> None:
+        from .generators import GENERATOR_NAMES, generator_status
+
+        for name in GENERATOR_NAMES:
+            if generator_status(name, self.models_dir).available:
+                try:
+                    self.generator(name, None)
+                except Ex4dError as exc:
+                    log.warning("preload of %s failed: %s", name, exc.message)
+
+    def loaded_names(self) -> list[str]:
+        return sorted({name for name, _ in self._generators})
+
+    def free_memory(self) -> None:
+        self._scenes.clear()
+        torch = _torch_if_loaded()
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------- failures
+def describe_failure(exc: BaseException, stage: str) -> tuple[str, str]:
+    """(code, message) for the job row: the message says what happened and in which stage."""
+    if is_out_of_memory(exc):
+        kind = "GPU" if type(exc).__name__ == "OutOfMemoryError" or "CUDA" in str(exc) else "host"
+        return ResourceError.code, (f"{kind} out of memory during {stage}; try a smaller trajectory, fewer "
+                                    f"frames or a lower-memory profile ({_first_line(exc)})")
+    if isinstance(exc, Ex4dError):
+        return exc.code, exc.message
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError.code, f"disk full during {stage}: {exc.strerror}"
+    return "internal_error", f"{type(exc).__name__} during {stage}: {_first_line(exc)} (see the server log)"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "CUDA out of memory" in str(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _torch_if_loaded():
+    import sys
+
+    return sys.modules.get("torch")
+
+
+def probe_gpus() -> list[dict[str, Any]]:
+    """The CUDA devices this worker sees; no torch import on a machine without an NVIDIA driver."""
+    if not os.path.exists("/proc/driver/nvidia") and not os.path.exists("/dev/nvidiactl"):
+        return []
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        gpus = []
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            gpus.append({"index": index, "name": props.name, "memory_total_mb": int(props.total_memory // (1 << 20))})
+        return gpus
+    except Exception as exc:  # a broken driver is reported, not fatal
+        log.warning("cannot query GPUs: %s", exc)
+        return []
