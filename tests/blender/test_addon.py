@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import check_value
+from bpy_testing import check_value
 
 
 def test_extension_installs_and_registers(addon_checks, blender_version):

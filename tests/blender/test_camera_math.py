@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import REPO
+from bpy_testing import REPO
 
 ADDON = os.path.join(REPO, "ex4d_blender")
 
