@@ -104,7 +104,7 @@ def predict_frames(processor, model, frames: np.ndarray, *, batch_size: int, dev
             resized = F.interpolate(predicted[:, None].float(), size=(height, width), mode="bilinear",
                                     align_corners=False)[:, 0]
             out[start:start + len(batch)] = resized.cpu().numpy()
-            report(progress, 0.05 + 0.9 * (start + len(batch)) / total,
+            report(progress, 0.05 + 0.85 * (start + len(batch)) / total,
                    f"depth frame {start + len(batch)}/{total}")
     if not np.isfinite(out).all():
         raise ResourceError("the depth model produced NaN or infinite values; the weights may be corrupt "

@@ -93,7 +93,7 @@ def load_model(folder: Path, device: str, models_dir: Optional[str]):
     try:
         model = transformers.AutoModelForDepthEstimation.from_pretrained(str(folder), local_files_only=True,
                                                                          dtype=dtype)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+    except Exception as exc:  # any loader failure on a bad folder (SafetensorError, ...)
         raise load_error(DEPTH_PRO, folder, exc, models_dir) from None
     if getattr(model.config, "model_type", "") != "depth_pro":
         raise ResourceError(f"{folder} holds a {model.config.model_type!r} model, not Depth Pro; "
@@ -128,7 +128,7 @@ def predict_frames(model, prep: dict, frames: np.ndarray, *, batch_size: int, de
                 pred, size=(height, width), mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
             if out.field_of_view is not None:
                 fovs.append(out.field_of_view.float().reshape(-1).cpu().numpy())
-            report(progress, 0.05 + 0.9 * (start + len(batch)) / total, f"depth frame {start + len(batch)}/{total}")
+            report(progress, 0.05 + 0.85 * (start + len(batch)) / total, f"depth frame {start + len(batch)}/{total}")
     if not np.isfinite(canonical).all():
         raise ResourceError("Depth Pro produced NaN or infinite values; the weights may be corrupt")
     canonical = np.maximum(canonical, 1e-6)

@@ -171,13 +171,13 @@ def load_pipeline(repo: Path, unet_dir: Path, svd_dir: Path, device: str) -> Any
     try:
         unet = unet_cls.from_pretrained(str(unet_dir), low_cpu_mem_usage=True, torch_dtype=torch.float16,
                                         local_files_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # any loader failure on a bad folder (SafetensorError, ...)
         raise ResourceError(f"DepthCrafter UNet in {unet_dir} could not be loaded ({exc}); re-download with: "
                             f"{DEPTHCRAFTER_UNET.download_command()}") from None
     try:
         pipe = pipeline_cls.from_pretrained(str(svd_dir), unet=unet, torch_dtype=torch.float16, variant="fp16",
                                             local_files_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # any loader failure on a bad folder (SafetensorError, ...)
         raise ResourceError(f"SVD img2vid in {svd_dir} could not be loaded ({exc}); re-download with: "
                             f"{SVD_IMG2VID.download_command()}") from None
     pipe.to(device)

@@ -53,7 +53,7 @@ def validate_depth(depth: np.ndarray, num_frames: int, height: int, width: int, 
     t, h, w = depth.shape
     if (h, w) != (height, width):
         raise InputError(f"{source} is {w}x{h} but the video works at {width}x{height}; "
-                         "give depth at the working resolution (see `ex4d recon --help`)")
+                         "give depth at the video's own or its working resolution")
     if t < num_frames:
         raise InputError(f"{source} has {t} frames, the video has {num_frames}")
     depth = depth[:num_frames].astype(np.float32, copy=False)

@@ -56,6 +56,6 @@ def load_depth_model(folder: Path, spec: ModelWeights, *, device: str, dtype_nam
         processor = transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
         model = transformers.AutoModelForDepthEstimation.from_pretrained(
             str(folder), local_files_only=True, dtype=dtype)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, EnvironmentError) as exc:
+    except Exception as exc:  # any loader failure on a bad folder (SafetensorError, ...)
         raise load_error(spec, folder, exc, models_dir) from None
     return processor, model.to(device).eval()

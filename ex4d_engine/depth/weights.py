@@ -98,16 +98,26 @@ def folder_problem(folder: Path, spec: ModelWeights) -> str:
     return ""
 
 
+def hf_cache_dir() -> Optional[str]:
+    """The HF cache folder from the environment *now* (huggingface_hub reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None  # huggingface_hub's default (~/.cache/huggingface/hub)
+
+
 def hf_cache_folder(repo_id: str) -> Optional[Path]:
     """The cached snapshot of ``repo_id`` in the Hugging Face cache, or None; never touches the network."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
+    cache_dir = hf_cache_dir()
     try:
-        hit = try_to_load_from_cache(repo_id, "config.json")
+        hit = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
         if not isinstance(hit, str):
-            hit = try_to_load_from_cache(repo_id, "model_index.json")
+            hit = try_to_load_from_cache(repo_id, "model_index.json", cache_dir=cache_dir)
     except Exception:  # a malformed cache must not break listing; it just counts as absent
         return None
     return Path(hit).parent if isinstance(hit, str) else None
