@@ -160,18 +160,75 @@ def moving_trajectory(scene: dict, shift: float = 0.15, frames: Optional[int] = 
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory) -> TinyClip:
+def clip(tmp_path_factory) -> TinyClip:
     return TinyClip(tmp_path_factory.mktemp("clip"))
 
 
+@pytest.fixture(scope="session")
+def make_clip(tmp_path_factory):
+    """TinyClip factory (num_frames, width, height)."""
+    return lambda **kw: TinyClip(tmp_path_factory.mktemp("clip"), **kw)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def start_server(tmp_path_factory):
+    """Factory: start_server(*cli_args, env=None, data_dir=None) -> a started ServerProcess, stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, env: Optional[dict] = None, data_dir: Optional[Path] = None,
+              wait_worker: bool = True) -> ServerProcess:
+        proc = ServerProcess(data_dir or tmp_path_factory.mktemp("server") / "data", *args, env=env)
+        started.append(proc)
+        return proc.start(wait_worker=wait_worker)
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def server(start_server) -> ServerProcess:
     """One real server per test module (fresh data dir)."""
-    proc = ServerProcess(tmp_path_factory.mktemp("server") / "data").start()
-    yield proc
-    proc.stop()
+    return start_server()
 
 
 @pytest.fixture(scope="module")
-def ready_scene(server, tiny_clip) -> dict:
-    return server.make_ready_scene(tiny_clip)
+def ready_scene(server, clip) -> dict:
+    return server.make_ready_scene(clip)
+
+
+@pytest.fixture(scope="session")
+def trajectory_for():
+    """trajectory_for(scene, shift=0.15, frames=None, fps=None) -> a moving ex4d.trajectory dict."""
+    def make(scene: dict, shift: float = 0.15, frames: Optional[int] = None, fps: Optional[float] = None) -> dict:
+        trajectory = moving_trajectory(scene, shift, frames)
+        if fps is not None:
+            trajectory["fps"] = fps
+        return trajectory
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def static_scene(server, make_clip) -> dict:
+    """A static scene (only_first_frame): any trajectory length works, so jobs can be made long."""
+    tiny = make_clip(num_frames=2)
+    response = server.upload_scene(tiny, only_first_frame="true")
+    assert response.status_code == 202, response.text
+    job = server.wait_job(response.json()["recon_job_id"])
+    assert job["state"] == "succeeded", job
+    return server.get(f"/v1/scenes/{response.json()['id']}").json()
+
+
+def long_trajectory(scene: dict, frames: int) -> dict:
+    """``frames`` cameras of a static scene sliding right."""
+    one = scene["source_trajectory"]["frames"][0]
+    trajectory = dict(scene["source_trajectory"], frames=[json.loads(json.dumps(one)) for _ in range(frames)])
+    for i, frame in enumerate(trajectory["frames"]):
+        frame["w2c"][0][3] = -0.2 * i / max(1, frames - 1)
+    return trajectory
+
+
+@pytest.fixture(scope="session")
+def long_trajectory_for():
+    return long_trajectory
