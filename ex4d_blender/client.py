@@ -6,6 +6,7 @@ with a message written for the artist; the operators show it as is.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import time
@@ -135,16 +136,23 @@ class EngineClient:
         return (f"Connected: EX-4D engine {version}, contract v{engine_contract}, "
                 f"generators: {', '.join(names) or 'none listed'}, queue: {info.get('queue_length', 0)}")
 
-    def upload_video(self, video_path: str, options: dict | None = None) -> str:
-        """POST /v1/scenes with the video (options become form fields); returns the new scene id."""
-        if not os.path.isfile(video_path):
-            raise ServerError(f"Video file not found: {video_path}", code="not_found")
+    def upload_video(self, video_path: str, options: dict | None = None, depth_path: str = "") -> str:
+        """POST /v1/scenes with the video (and a depth file, if given; options become form fields).
+
+        Returns the new scene id.
+        """
+        for what, path in (("Video", video_path), ("Depth", depth_path)):
+            if path and not os.path.isfile(path):
+                raise ServerError(f"{what} file not found: {path}", code="not_found")
         fields = {k: str(v).lower() if isinstance(v, bool) else str(v)
                   for k, v in (options or {}).items() if v is not None}
-        with open(video_path, "rb") as handle:
-            data = self._json("POST", "/v1/scenes",
-                              files={"video": (os.path.basename(video_path), handle, "application/octet-stream")},
-                              data=fields, timeout=max(self.timeout_s, 300.0))
+        with contextlib.ExitStack() as stack:
+            files = {"video": (os.path.basename(video_path), stack.enter_context(open(video_path, "rb")),
+                               "application/octet-stream")}
+            if depth_path:
+                files["depth"] = (os.path.basename(depth_path), stack.enter_context(open(depth_path, "rb")),
+                                  "application/octet-stream")
+            data = self._json("POST", "/v1/scenes", files=files, data=fields, timeout=max(self.timeout_s, 300.0))
         return _required(data, ("id", "scene_id"), "POST /v1/scenes")
 
     def scene(self, scene_id: str) -> dict:

@@ -147,7 +147,11 @@ def generate_work(url: str, token: str, timeout_s: float, scene_id: str, traject
         cancel_sent = False
         while True:
             if reporter.cancelled() and not cancel_sent:
-                client.cancel_job(job_id)
+                try:
+                    client.cancel_job(job_id)
+                except ServerError as exc:
+                    if exc.status != 409:  # 409: it finished meanwhile; the state below says how
+                        raise
                 cancel_sent = True
             info = client.job(job_id)
             state = info.get("state") or info.get("status") or "unknown"
@@ -176,13 +180,14 @@ def generate_work(url: str, token: str, timeout_s: float, scene_id: str, traject
     return work
 
 
-def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, options: dict, package_path: str):
+def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, options: dict, package_path: str,
+                      depth_path: str = ""):
     """Upload a video, wait for the engine's reconstruction, download the scene package."""
 
     def work(reporter: Reporter) -> None:
         client = EngineClient(url, token, timeout_s)
         reporter.post("progress", state="uploading", stage="upload", progress=0.0)
-        scene_id = client.upload_video(video_path, options)
+        scene_id = client.upload_video(video_path, options, depth_path)
         reporter.post("submitted", scene_id=scene_id)
 
         def on_progress(info: dict) -> None:

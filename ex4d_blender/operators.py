@@ -154,6 +154,8 @@ class EX4D_OT_import_video(bpy.types.Operator, ImportHelper):
     filter_glob: bpy.props.StringProperty(default="*.mp4;*.mov;*.mkv;*.avi;*.webm", options={"HIDDEN"})
     num_frames: bpy.props.IntProperty(name="Frames", default=49, min=1)
     fov_deg: bpy.props.FloatProperty(name="Horizontal FOV (0: engine default)", default=0.0, min=0.0, max=179.0)
+    depth_path: bpy.props.StringProperty(name="Depth file (optional)", subtype="FILE_PATH", default="",
+                                         description="Depth as .npy/.npz (T, H, W); empty: the engine estimates it")
 
     def execute(self, context):
         settings = context.scene.ex4d
@@ -166,7 +168,8 @@ class EX4D_OT_import_video(bpy.types.Operator, ImportHelper):
             package_path = os.path.join(prefs.data_dir(context), "packages", f"{key}.ex4dscene.zip")
             options = {"num_frames": self.num_frames, "fov_deg": self.fov_deg or None}
             jobs.start(key, context.scene.name, jobs.scene_upload_work(
-                client.url, client.token, client.timeout_s, bpy.path.abspath(self.filepath), options, package_path))
+                client.url, client.token, client.timeout_s, bpy.path.abspath(self.filepath), options, package_path,
+                bpy.path.abspath(self.depth_path) if self.depth_path else ""))
         except USER_ERRORS as exc:
             self.report({"ERROR"}, _error_text(exc))
             return {"CANCELLED"}

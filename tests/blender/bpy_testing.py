@@ -53,3 +53,60 @@ def check_value(results: dict, name: str):
     if not outcome["ok"]:
         pytest.fail(f"check {name} raised inside Blender:\n{outcome['error']}")
     return outcome["value"]
+
+
+class EngineServer:
+    """A real ``ex4d serve --port 0`` (main venv) with its own data dir; URL and token from that dir."""
+
+    def __init__(self, data_dir: str, start_timeout_s: float = 90.0):
+        import sys
+        import time
+
+        os.makedirs(data_dir, exist_ok=True)
+        self.data_dir = data_dir
+        self.log_path = data_dir.rstrip("/") + ".log"
+        log = open(self.log_path, "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("EX4D_TOKEN", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "ex4d_engine.cli", "serve", "--port", "0",
+                                      "--data-dir", data_dir], cwd=REPO, env=env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        info_file = os.path.join(data_dir, "server.json")
+        deadline = time.monotonic() + start_timeout_s
+        self.url = ""
+        while time.monotonic() < deadline and not self.url:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ex4d serve exited with {self.proc.returncode}:\n{self.log()}")
+            if os.path.exists(info_file):
+                info = json.load(open(info_file))
+                if info.get("pid") == self.proc.pid:
+                    self.url = info["url"]
+            time.sleep(0.05)
+        if not self.url:
+            self.stop()
+            raise RuntimeError(f"ex4d serve did not start:\n{self.log()}")
+        self.token = open(os.path.join(data_dir, "token")).read().strip()
+        import requests
+
+        while time.monotonic() < deadline:  # the worker process must be up before jobs run
+            workers = requests.get(self.url + "/v1/health", timeout=10).json().get("workers") or []
+            if workers and all(w["state"] in ("idle", "busy") for w in workers):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"ex4d serve worker not ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return open(self.log_path, errors="replace").read()[-5000:] if os.path.exists(self.log_path) else ""
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

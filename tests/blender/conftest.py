@@ -72,3 +72,47 @@ def addon_checks(bpy_run, extension_zip, tiny_package, tmp_path_factory):
 @pytest.fixture(params=BLENDER_VERSIONS)
 def blender_version(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def engine_server(tmp_path_factory):
+    """One real ``ex4d serve`` on loopback for the end-to-end tests (draft generator, CPU)."""
+    from bpy_testing import EngineServer
+
+    server = EngineServer(str(tmp_path_factory.mktemp("engine") / "data"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def engine_clip(tmp_path_factory) -> dict:
+    """A real 9-frame 64x48 clip (ffmpeg) and a depth with a step, uploaded by the add-on."""
+    import numpy as np
+    from ex4d_engine.video_io import write_video
+
+    folder = tmp_path_factory.mktemp("clip")
+    num_frames, width, height = 9, 64, 48
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([40 + 3 * x, 40 + 4 * y, 120 + 0 * x], -1).astype(np.uint8)
+    frames = np.stack([np.roll(base, i, axis=1) for i in range(num_frames)])
+    write_video(folder / "clip.mp4", frames, 12.0)
+    depth = np.full((num_frames, height, width), 4.0, np.float32)
+    depth[:, :, width // 2:] = 2.0
+    np.save(folder / "depth.npy", depth)
+    return {"video": str(folder / "clip.mp4"), "depth": str(folder / "depth.npy"), "num_frames": num_frames,
+            "width": width, "height": height}
+
+
+@pytest.fixture(scope="session")
+def e2e_checks(bpy_run, extension_zip, engine_server, engine_clip):
+    """``e2e_checks(version)`` -> results of scripts/e2e_checks.py against the real server, once per version."""
+    cache: dict[str, dict] = {}
+
+    def get(version: str) -> dict:
+        if version not in cache:
+            cache[version] = bpy_run(version, "e2e_checks.py", "--zip", extension_zip, "--url", engine_server.url,
+                                     "--token", engine_server.token, "--video", engine_clip["video"],
+                                     "--depth", engine_clip["depth"], "--num-frames", str(engine_clip["num_frames"]))
+        return cache[version]
+
+    return get

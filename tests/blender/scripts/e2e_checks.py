@@ -1,0 +1,133 @@
+"""End-to-end inside Blender against a real ``ex4d serve`` on loopback (draft generator).
+
+Args: --zip EXTENSION_ZIP --url URL --token TOKEN --video CLIP --depth DEPTH_NPY --num-frames N
+Prints EX4D_RESULT {check name: {"ok", "value" | "error", "s"}}.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import bpy_harness as h  # noqa: E402
+
+import bpy  # noqa: E402
+
+ZIP, URL, TOKEN = h.arg("zip"), h.arg("url"), h.arg("token")
+VIDEO, DEPTH, NUM_FRAMES = h.arg("video"), h.arg("depth"), int(h.arg("num-frames"))
+addon = h.install_addon(ZIP)
+prefs = bpy.context.preferences.addons[addon.__name__].preferences
+prefs.engine_url, prefs.timeout_s = URL, 30.0
+
+
+def call(op, **kwargs):
+    """Background bpy raises RuntimeError when an operator reported an ERROR: return that text."""
+    try:
+        return sorted(op(**kwargs))
+    except RuntimeError as exc:
+        return ["ERROR", str(exc)]
+
+
+def wait():
+    addon.jobs.wait_all(addon.takes.apply_message, timeout_s=240)
+
+
+def take_state(take):
+    return {"name": take.name, "status": take.status, "message": take.message, "job_id": take.job_id,
+            "result_exists": bool(take.result_path) and os.path.exists(take.result_path),
+            "frames": [take.frame_start, take.frame_end]}
+
+
+def check_bad_token():
+    prefs.token = "wrong-token"
+    connection = call(bpy.ops.ex4d.test_connection)
+    return {"connection": connection, "verdict": prefs.connection_verdict}
+
+
+def check_connection():
+    prefs.token = TOKEN
+    return {"connection": call(bpy.ops.ex4d.test_connection), "verdict": prefs.connection_verdict}
+
+
+def check_import_video():
+    scene = bpy.context.scene
+    result = call(bpy.ops.ex4d.import_video, filepath=VIDEO, depth_path=DEPTH, num_frames=NUM_FRAMES)
+    wait()
+    collection = scene.ex4d.scene_collection
+    return {"result": result, "import_status": scene.ex4d.import_status,
+            "collection": collection.name if collection else None,
+            "scene_id": collection["ex4d_scene_id"] if collection else None,
+            "frame_range": [scene.frame_start, scene.frame_end],
+            "resolution": [scene.render.resolution_x, scene.render.resolution_y],
+            "num_vertices": len(collection["ex4d_mesh"].data.vertices) if collection else 0}
+
+
+def check_generate():
+    scene = bpy.context.scene
+    shot = scene.camera
+    shot.keyframe_insert("location", frame=scene.frame_start)
+    shot.location.x += 0.15
+    shot.keyframe_insert("location", frame=scene.frame_end)
+    result = call(bpy.ops.ex4d.generate)
+    take = scene.ex4d.takes[scene.ex4d.active_take]
+    key = take.key
+    wait()
+    take = addon.takes.find_take(scene, key)
+    strips = addon.sequencer.strips_of_take(addon.sequencer.sequencer_scene(bpy.context), key)
+    strip = strips[0] if strips else None
+    return {"result": result, "take": take_state(take),
+            "strip": None if strip is None else {
+                "name": strip.name, "type": strip.type, "channel": strip.channel,
+                "start": strip.frame_final_start, "end": strip.frame_final_end,
+                "duration": strip.frame_final_duration, "job_id": strip.get("ex4d_job_id"),
+                "warning": strip.get("ex4d_warning"), "file_frames": strip.get("ex4d_file_frames")},
+            "scene_range": [scene.frame_start, scene.frame_end]}
+
+
+def check_cancel():
+    """Two jobs in the FIFO: cancel the second while the first runs, it never starts."""
+    scene = bpy.context.scene
+    call(bpy.ops.ex4d.generate)
+    first = scene.ex4d.takes[scene.ex4d.active_take].key
+    call(bpy.ops.ex4d.generate)
+    second = scene.ex4d.takes[scene.ex4d.active_take].key
+    cancel = call(bpy.ops.ex4d.cancel)
+    wait()
+    return {"cancel": cancel, "first": take_state(addon.takes.find_take(scene, first)),
+            "second": take_state(addon.takes.find_take(scene, second)),
+            "second_strips": len(addon.sequencer.strips_of_take(scene, second))}
+
+
+def check_regenerate_and_compare():
+    scene = bpy.context.scene
+    done = [i for i, t in enumerate(scene.ex4d.takes) if t.status == "succeeded"]
+    scene.ex4d.active_take = done[0]
+    result = call(bpy.ops.ex4d.regenerate)
+    new_key = scene.ex4d.takes[scene.ex4d.active_take].key
+    wait()
+    new = addon.takes.find_take(scene, new_key)
+    show = call(bpy.ops.ex4d.take_show, index=done[0])
+    muted = {s.get("ex4d_take"): s.mute for s in addon.sequencer.all_strips(scene) if s.get("ex4d_take")}
+    return {"result": result, "take": take_state(new), "seed": [scene.ex4d.takes[done[0]].seed, new.seed],
+            "show": show, "shown_unmuted": muted.get(scene.ex4d.takes[done[0]].key) is False,
+            "new_muted": muted.get(new_key) is True}
+
+
+def check_bad_token_generate():
+    scene = bpy.context.scene
+    prefs.token = "wrong-token"
+    result = call(bpy.ops.ex4d.generate)
+    wait()
+    take = scene.ex4d.takes[scene.ex4d.active_take]
+    prefs.token = TOKEN
+    return {"result": result, "take": take_state(take)}
+
+
+h.emit(h.run_checks({
+    "bad_token": check_bad_token,
+    "connection": check_connection,
+    "import_video": check_import_video,
+    "generate": check_generate,
+    "cancel": check_cancel,
+    "regenerate_and_compare": check_regenerate_and_compare,
+    "bad_token_generate": check_bad_token_generate,
+}))
