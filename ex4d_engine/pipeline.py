@@ -151,9 +151,11 @@ def load_scene(
         from .depth.file import load_depth_file, validate_depth
 
         depth = load_depth_file(depth_file)
-        if depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
-            depth = _resize_depth(depth, w, h)  # depth given at the source resolution
-        depth = validate_depth(depth, t, h, w, source=f"depth file {os.fspath(depth_file)}")
+        where = f"depth file {os.fspath(depth_file)}"
+        if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
+            # depth given at the source resolution: check every value, then resize like the frames
+            depth = _resize_depth(validate_depth(depth, t, info.height, info.width, source=where), w, h)
+        depth = validate_depth(depth, t, h, w, source=where)
         depth_source, depth_units = "file", "depth-file units"
     else:
         from .depth import estimate_depth
