@@ -25,8 +25,8 @@ from .generation.base import CancelCheck, check_cancel
 from .intrinsics import Intrinsics, resolve_intrinsics
 from .mesh import DWMeshSequence, MeshOptions, build_dwmesh
 from .presets import make_preset, pivot_radius
-from .raster import Rasterizer, get_rasterizer
-from .raster.base import mvp_matrices
+from .raster import get_rasterizer
+from .raster.base import Rasterizer, mvp_matrices
 
 #: progress(fraction 0..1, stage)
 Progress = Callable[[float, str], None]

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError
-from ..mesh import MeshOptions
 from ..presets import is_preset, preset_names_help
 from ..raster import RENDERERS
 from .progress import ProgressBar
@@ -115,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace):
+    from ..mesh import MeshOptions
     from ..pipeline import ReconOptions
 
     fov_auto = args.fov == "auto"

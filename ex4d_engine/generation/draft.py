@@ -37,16 +37,18 @@ class DraftGenerator:
         scale = min(1.0, WORK_LONG_SIDE / max(h, w))
         small = (max(1, round(w * scale)), max(1, round(h * scale)))
         out = colour.copy()
+        grow = np.ones((3, 3), np.uint8)
         for i in range(t):
             check_cancel(should_cancel)
-            hole = mask[i] < 128
+            # pixels next to a hole are darkened by the render's alpha ramp: refill them too
+            hole = cv2.dilate((mask[i] < 128).astype(np.uint8), grow, iterations=2).astype(bool)
             if hole.any():
                 if hole.all():  # nothing to inpaint from: mid grey
                     out[i] = 128
                 else:
                     img = cv2.resize(colour[i], small, interpolation=cv2.INTER_AREA)
                     holes = cv2.resize(hole.astype(np.uint8) * 255, small, interpolation=cv2.INTER_NEAREST)
-                    holes = cv2.dilate(holes, np.ones((3, 3), np.uint8))  # cover the black seam
+                    holes = cv2.dilate(holes, grow)  # never sample the dark seam
                     filled = cv2.inpaint(img, holes, self.radius, cv2.INPAINT_TELEA)
                     filled = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
                     out[i][hole] = filled[hole]

@@ -8,12 +8,10 @@
 
 from __future__ import annotations
 
-from .base import Rasterizer, RenderResult, clip_from_camera
-
 RENDERERS = ("auto", "opengl", "nvdiffrast")
 
 
-def get_rasterizer(name: str = "auto", device: str = "auto") -> Rasterizer:
+def get_rasterizer(name: str = "auto", device: str = "auto"):
     """Make a rasteriser by name. ``auto``: nvdiffrast when it imports and CUDA is there, else OpenGL."""
     from ..errors import InputError, ResourceError
 
@@ -33,4 +31,4 @@ def get_rasterizer(name: str = "auto", device: str = "auto") -> Rasterizer:
     return OpenGLRasterizer()
 
 
-__all__ = ["RENDERERS", "Rasterizer", "RenderResult", "clip_from_camera", "get_rasterizer"]
+__all__ = ["RENDERERS", "get_rasterizer"]
