@@ -136,11 +136,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # loc holds the character position, not a field
+            detail = (first.get("ctx") or {}).get("error", "")
+            return error_response(422, "invalid_input", f"request body is not valid JSON: {detail}".rstrip(": "))
         field = _field_name(first.get("loc", ()))
         message = first.get("msg", "invalid value")
         if first.get("type") == "missing":
             message = "field required"
-        elif "input" in first and first.get("type") not in ("json_invalid",):
+        elif "input" in first:
             message = f"{message} (got {_short(first['input'])})"
         return error_response(422, "invalid_input", f"{field or 'request'}: {message}", field)
 

@@ -121,7 +121,7 @@ def save_stream(source: BinaryIO, final: Path, max_bytes: int, field: str) -> in
             out.write(chunk)
     if size == 0:
         final.unlink()
-        raise InputError(f"{field} is empty")
+        raise FieldError(f"{field} is empty", field)
     return size
 
 

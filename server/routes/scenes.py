@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Path as PathParam, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from ex4d_engine.errors import Ex4dError, InputError
+from ex4d_engine.errors import Ex4dError
 
 from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, resolve_import, save_stream,
                          suffix_of)
@@ -52,8 +52,6 @@ def create_scene(
         raise FieldError(f"num_frames is {num_frames}, the limit is {settings.max_frames}", "num_frames")
     if fov_deg is not None and focal_px is not None:
         raise FieldError("give either fov_deg or focal_px, not both", "fov_deg")
-    has_depth = depth is not None or bool(depth_import_path)
-    depth_source = _depth_source(depth_source, has_depth)
 
     scene_id = new_id("s")
     scene_dir = artefacts.scene_dir(scene_id, create=True)
@@ -68,6 +66,7 @@ def create_scene(
             source_path = resolve_import(import_path, settings.import_roots, "import_path")
             source_name, video_field = source_path.name, "import_path"
         info = _probe(source_path, video_field, settings)
+        depth_source = _depth_source(depth_source, depth is not None or bool(depth_import_path))
 
         depth_path: Optional[Path] = None
         if depth is not None:
