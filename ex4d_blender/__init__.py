@@ -6,7 +6,7 @@ Imports an EX-4D scene as animated geometry, sends keyframed cameras to the loca
 
 import bpy
 
-from . import mesh_import, operators, prefs, takes, ui
+from . import operators, prefs, takes, ui
 
 classes = (
     prefs.EX4D_AddonPreferences,
@@ -21,12 +21,9 @@ def register():
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.ex4d = bpy.props.PointerProperty(type=takes.EX4D_SceneSettings)
-    bpy.app.handlers.frame_change_post.append(mesh_import.on_frame_change)
 
 
 def unregister():
-    if mesh_import.on_frame_change in bpy.app.handlers.frame_change_post:
-        bpy.app.handlers.frame_change_post.remove(mesh_import.on_frame_change)
     takes.stop_timer()
     prefs.stop_local_engine()
     del bpy.types.Scene.ex4d

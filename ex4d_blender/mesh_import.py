@@ -5,7 +5,11 @@ What it builds:
 * ``EX4D Mesh``: the DW-mesh, child of the root with local matrix ``AXIS_MATRIX`` so its mesh
   coordinates stay engine coordinates. UVs = source pixel; a material that plays the source video
   (emission, so colours match the engine's unlit render); a Mesh Cache modifier on the PC2 so the
-  geometry animates per frame; a face attribute ``ex4d_hidden`` shown as a toggleable overlay.
+  geometry animates per frame. The engine gives hidden vertices (those of occluded/degenerate faces)
+  colour and alpha 0, so its render fades to black towards them; the import writes the per-frame
+  visibility as an image sequence (one pixel per vertex, sampled through the same UVs) and the
+  material multiplies the video by it, so Blender shows what the engine renders. The same
+  visibility drives a toggleable magenta overlay of the hidden regions.
 * ``EX4D Source Camera``: the source intrinsics exactly (sensor fit HORIZONTAL, lens, shift,
   pixel aspect), child of the root.
 * ``EX4D Shot``: a free camera at the source pose, ready to keyframe; it becomes the scene camera.
@@ -21,6 +25,7 @@ import shutil
 import struct
 import tempfile
 import zipfile
+import zlib
 
 import bpy
 import numpy as np
@@ -32,8 +37,9 @@ from .contract import CONTRACT_VERSION, CV_CAMERA_TO_BLENDER_CAMERA, OPENCV_TO_B
 #: Engine (OpenCV) -> Blender axes: (x, y, z) -> (x, z, -y). Fixed; stored on the collection.
 AXIS_MATRIX = OPENCV_TO_BLENDER
 SCENE_FORMAT = "ex4d.scene"
-HIDDEN_ATTRIBUTE = "ex4d_hidden"
 OVERLAY_NODE = "EX4D Overlay Strength"
+VISIBILITY_NODE = "EX4D Visibility"
+VISIBILITY_PATTERN = "visible_{:04d}.png"  # scene frame 1 = file 0001
 PACKAGE_MEMBERS = ("scene.json", "mesh.npz", "positions.pc2", "source.mp4")
 
 
@@ -87,7 +93,7 @@ def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
             for key in ("point_cache", "source_video"):
                 archive.extract(scene[key], tmp)
             archive.extract("scene.json", tmp)
-            # mesh.npz is itself a zip of .npy files: unpack them so hidden_faces can be memory-mapped.
+            # mesh.npz is itself a zip of .npy files: unpack them and load only what is needed.
             with archive.open(scene["mesh_file"]) as npz_file, zipfile.ZipFile(npz_file) as npz:
                 for name in npz.namelist():
                     npz.extract(name, os.path.join(tmp, "mesh"))
@@ -101,19 +107,22 @@ def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
 def load_mesh_arrays(folder: str, scene: dict) -> dict[str, np.ndarray]:
     mesh_dir = os.path.join(folder, "mesh")
     arrays = {}
-    for name in ("vertices", "faces", "uv", "hidden_faces"):
+    for name in ("vertices", "faces", "uv", "hidden"):
         path = os.path.join(mesh_dir, f"{name}.npy")
         if not os.path.exists(path):
             raise PackageError(f"mesh.npz has no {name!r} array")
-        arrays[name] = np.load(path, mmap_mode="r" if name == "hidden_faces" else None)
+        arrays[name] = np.load(path)
     num_vertices = len(arrays["vertices"])
     if arrays["vertices"].shape != (num_vertices, 3) or arrays["uv"].shape != (num_vertices, 2):
         raise PackageError(f"mesh.npz shapes disagree: vertices {arrays['vertices'].shape}, uv {arrays['uv'].shape}")
     faces = arrays["faces"]
     if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and (faces.min() < 0 or faces.max() >= num_vertices)):
         raise PackageError(f"mesh.npz faces must be (F, 3) indices below {num_vertices}, got shape {faces.shape}")
-    if arrays["hidden_faces"].shape[1:] != (len(faces),):
-        raise PackageError(f"hidden_faces has shape {arrays['hidden_faces'].shape}, expected (T, {len(faces)})")
+    grid = (int(scene["height"]), int(scene["width"]))
+    if num_vertices != grid[0] * grid[1]:
+        raise PackageError(f"mesh.npz has {num_vertices} vertices, a {grid[1]}x{grid[0]} grid needs {grid[0] * grid[1]}")
+    if arrays["hidden"].shape != (int(scene["num_frames"]), num_vertices):
+        raise PackageError(f"hidden has shape {arrays['hidden'].shape}, expected ({scene['num_frames']}, {num_vertices})")
     return arrays
 
 
@@ -166,7 +175,9 @@ def _build(scene, folder: str, info: dict, package_path: str, scene_id: str, eng
     mesh_object.matrix_parent_inverse = Matrix.Identity(4)
     mesh_object.matrix_basis = Matrix(AXIS_MATRIX.tolist())
     _add_mesh_cache(mesh_object, pc2_path, scene_frame_start=1)
-    mesh_object.data.materials.append(_build_material(name, os.path.join(folder, info["source_video"]), num_frames))
+    first_visibility = write_visibility_sequence(os.path.join(folder, "visibility"), arrays["hidden"], width, height)
+    mesh_object.data.materials.append(
+        _build_material(name, os.path.join(folder, info["source_video"]), first_visibility, num_frames))
 
     # Scene: the source's resolution, fps and frame range; exact source intrinsics.
     render = scene.render
@@ -218,12 +229,9 @@ def _build_mesh(collection, name: str, arrays: dict):
     mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
     uv_layer = mesh.uv_layers.new(name="source_uv")
     uv_layer.data.foreach_set("uv", np.ascontiguousarray(arrays["uv"], dtype=np.float32)[faces.ravel()].ravel())
-    hidden = mesh.attributes.new(HIDDEN_ATTRIBUTE, "FLOAT", "FACE")
-    hidden.data.foreach_set("value", np.asarray(arrays["hidden_faces"][0], dtype=np.float32))
     mesh.update()
     mesh_object = bpy.data.objects.new("EX4D Mesh", mesh)
     collection.objects.link(mesh_object)
-    mesh_object["ex4d_hidden_faces"] = os.path.abspath(arrays["hidden_faces"].filename)
     mesh_object["ex4d_overlay"] = False
     return mesh_object
 
@@ -241,42 +249,84 @@ def _add_mesh_cache(mesh_object, pc2_path: str, scene_frame_start: int) -> None:
     modifier.forward_axis, modifier.up_axis = "POS_Y", "POS_Z"  # identity: the cache is in mesh coordinates
 
 
-def _build_material(name: str, video_path: str, num_frames: int):
-    material = bpy.data.materials.new(f"EX4D {name}")
-    material.use_nodes = True
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
-    image = bpy.data.images.load(video_path, check_existing=True)
-    image.source = "MOVIE"
+def write_visibility_sequence(folder: str, hidden: np.ndarray, width: int, height: int) -> str:
+    """One 8-bit grey PNG per frame, pixel (row, col) = 255 where grid vertex row*W+col is visible.
+
+    Returns the first file's path. PNGs are written with zlib directly (Blender ships no imaging
+    library); rows are stored top first, which Blender maps to v = 1, as the package's UVs expect.
+    """
+    os.makedirs(folder, exist_ok=True)
+    for index, frame_hidden in enumerate(hidden):
+        pixels = np.where(frame_hidden.reshape(height, width), 0, 255).astype(np.uint8)
+        raw = np.concatenate([np.zeros((height, 1), np.uint8), pixels], axis=1).tobytes()  # filter byte 0
+        _write_png(os.path.join(folder, VISIBILITY_PATTERN.format(index + 1)), width, height, raw)
+    return os.path.join(folder, VISIBILITY_PATTERN.format(1))
+
+
+def _write_png(path: str, width: int, height: int, raw_rows: bytes) -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw_rows, 1))
+                     + chunk(b"IEND", b""))
+
+
+def _animated_texture(nodes, image, num_frames: int):
     texture = nodes.new("ShaderNodeTexImage")
     texture.image = image
     texture.interpolation = "Linear"
     texture.extension = "EXTEND"
-    texture.image_user.frame_start = 1
+    texture.image_user.frame_start = 1  # scene frame 1 shows the first video frame / file
     texture.image_user.frame_offset = 0
     texture.image_user.frame_duration = num_frames
     texture.image_user.use_auto_refresh = True
+    return texture
+
+
+def _build_material(name: str, video_path: str, first_visibility_path: str, num_frames: int):
+    """Emission = video colour x vertex visibility (the engine's premultiplied colour), plus the overlay."""
+    material = bpy.data.materials.new(f"EX4D {name}")
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    video = bpy.data.images.load(video_path, check_existing=True)
+    video.source = "MOVIE"
+    colour = _animated_texture(nodes, video, num_frames)
+    visibility_image = bpy.data.images.load(first_visibility_path, check_existing=True)
+    visibility_image.source = "SEQUENCE"
+    visibility_image.colorspace_settings.name = "Non-Color"
+    visibility = _animated_texture(nodes, visibility_image, num_frames)
+    visibility.name = visibility.label = VISIBILITY_NODE
     uv = nodes.new("ShaderNodeUVMap")
     uv.uv_map = "source_uv"
-    links.new(uv.outputs["UV"], texture.inputs["Vector"])
-    # Hidden-face overlay: colour = mix(video, magenta, hidden * strength); strength 0 = off.
-    attribute = nodes.new("ShaderNodeAttribute")
-    attribute.attribute_type = "GEOMETRY"
-    attribute.attribute_name = HIDDEN_ATTRIBUTE
+    links.new(uv.outputs["UV"], colour.inputs["Vector"])
+    links.new(uv.outputs["UV"], visibility.inputs["Vector"])
+    shaded = nodes.new("ShaderNodeMix")
+    shaded.data_type, shaded.blend_type = "RGBA", "MULTIPLY"
+    shaded.inputs["Factor"].default_value = 1.0
+    links.new(colour.outputs["Color"], shaded.inputs["A"])
+    links.new(visibility.outputs["Color"], shaded.inputs["B"])
+    # Overlay: colour = mix(shaded, magenta, (1 - visibility) * strength); strength 0 = off.
     strength = nodes.new("ShaderNodeValue")
     strength.name = strength.label = OVERLAY_NODE
     strength.outputs[0].default_value = 0.0
+    hidden = nodes.new("ShaderNodeMath")
+    hidden.operation = "SUBTRACT"
+    hidden.inputs[0].default_value = 1.0
+    links.new(visibility.outputs["Color"], hidden.inputs[1])
     factor = nodes.new("ShaderNodeMath")
     factor.operation = "MULTIPLY"
-    links.new(attribute.outputs["Fac"], factor.inputs[0])
+    links.new(hidden.outputs[0], factor.inputs[0])
     links.new(strength.outputs[0], factor.inputs[1])
-    mix = nodes.new("ShaderNodeMix")
-    mix.data_type = "RGBA"
-    mix.inputs["B"].default_value = (1.0, 0.0, 1.0, 1.0)
-    links.new(factor.outputs[0], mix.inputs["Factor"])
-    links.new(texture.outputs["Color"], mix.inputs["A"])
+    overlay = nodes.new("ShaderNodeMix")
+    overlay.data_type = "RGBA"
+    overlay.inputs["B"].default_value = (1.0, 0.0, 1.0, 1.0)
+    links.new(factor.outputs[0], overlay.inputs["Factor"])
+    links.new(shaded.outputs["Result"], overlay.inputs["A"])
     emission = nodes.new("ShaderNodeEmission")
-    links.new(mix.outputs["Result"], emission.inputs["Color"])
+    links.new(overlay.outputs["Result"], emission.inputs["Color"])
     output = nodes.new("ShaderNodeOutputMaterial")
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     return material
@@ -309,35 +359,8 @@ def import_matrix(collection) -> np.ndarray:
 
 
 def set_overlay(mesh_object, enabled: bool) -> None:
-    """Show hidden faces in magenta (material strength 1) or not (0)."""
+    """Show hidden regions in magenta (material strength 1) or as the engine renders them (0)."""
     mesh_object["ex4d_overlay"] = bool(enabled)
     for slot in mesh_object.material_slots:
         if slot.material and slot.material.node_tree and OVERLAY_NODE in slot.material.node_tree.nodes:
             slot.material.node_tree.nodes[OVERLAY_NODE].outputs[0].default_value = 1.0 if enabled else 0.0
-    update_hidden_faces(mesh_object, bpy.context.scene)
-
-
-_hidden_cache: dict[str, np.ndarray] = {}
-
-
-def update_hidden_faces(mesh_object, scene) -> None:
-    """Write this frame's hidden-face mask into the ``ex4d_hidden`` attribute (overlay only)."""
-    path = mesh_object.get("ex4d_hidden_faces")
-    attribute = mesh_object.data.attributes.get(HIDDEN_ATTRIBUTE)
-    if not path or attribute is None or not os.path.exists(path):
-        return
-    if path not in _hidden_cache:
-        _hidden_cache[path] = np.load(path, mmap_mode="r")
-    hidden_faces = _hidden_cache[path]
-    frame_index = min(max(scene.frame_current - 1, 0), len(hidden_faces) - 1)
-    if len(attribute.data) == hidden_faces.shape[1]:
-        attribute.data.foreach_set("value", np.asarray(hidden_faces[frame_index], dtype=np.float32))
-        mesh_object.data.update()
-
-
-@bpy.app.handlers.persistent
-def on_frame_change(scene, *_args) -> None:
-    """frame_change_post handler: keep overlays in step with the frame."""
-    for obj in scene.objects:
-        if obj.type == "MESH" and obj.get("ex4d_overlay"):
-            update_hidden_faces(obj, scene)

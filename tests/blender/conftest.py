@@ -116,3 +116,26 @@ def e2e_checks(bpy_run, extension_zip, engine_server, engine_clip):
         return cache[version]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def engine_scene(tmp_path_factory):
+    """A real engine scene (ex4d_engine.pipeline) of a smooth 128x64 clip and its scene package."""
+    import numpy as np
+    from ex4d_engine.pipeline import ReconOptions, load_scene, write_scene_package
+    from ex4d_engine.video_io import write_video
+
+    folder = tmp_path_factory.mktemp("engine_scene")
+    num_frames, width, height = 9, 128, 64
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = np.stack([np.stack([60 + 1.2 * x + 4 * t, 50 + 2.0 * y, 180 - 0.8 * x + 6 * t], -1)
+                       for t in range(num_frames)]).clip(0, 255).astype(np.uint8)
+    write_video(folder / "clip.mp4", frames, 12.0, crf=0)
+    depth = np.full((num_frames, height, width), 4.0, np.float32)
+    depth[:, 16:48, 40:80] = 2.5  # a box in front of a wall: hidden faces exist
+    np.save(folder / "depth.npy", depth)
+    scene = load_scene(folder / "clip.mp4", depth_file=folder / "depth.npy",
+                       options=ReconOptions(num_frames=num_frames, fov_deg=60.0))
+    package = folder / "scene.ex4dscene.zip"
+    write_scene_package(scene, package)
+    return {"scene": scene, "package": str(package), "folder": folder}

@@ -65,10 +65,11 @@ def test_import_package_builds_the_scene(addon_checks, blender_version):
     assert value["view_transform"] == "Standard"
 
 
-def test_hidden_face_overlay_follows_the_frame(addon_checks, blender_version):
+def test_visibility_sequence_and_overlay(addon_checks, blender_version):
     value = check_value(addon_checks(blender_version), "overlay")
     assert value["matches_frame_3"] and value["differs_from_frame_1"] and value["hidden_count"] > 0
     assert value["strength_on"] == 1.0 and value["strength_off"] == 0.0
+    assert value["sequence"] == ["SEQUENCE", 5, "Non-Color"]
 
 
 def test_movie_strips_on_free_channels(addon_checks, blender_version):

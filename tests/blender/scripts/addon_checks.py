@@ -211,18 +211,28 @@ def check_import_package():
 
 def check_overlay():
     scene = bpy.context.scene  # the package imported above
-    mesh_object = scene.ex4d.scene_collection["ex4d_mesh"]
-    hidden_faces = np.load(mesh_object["ex4d_hidden_faces"])
+    collection = scene.ex4d.scene_collection
+    mesh_object = collection["ex4d_mesh"]
+    with zipfile.ZipFile(PACKAGE) as archive, archive.open("mesh.npz") as npz_file:
+        import io
+        hidden = np.load(io.BytesIO(npz_file.read()))["hidden"]
+    width, height = collection["ex4d_width"], collection["ex4d_height"]
+    # The visibility sequence: file 0003 is frame 3, one pixel per grid vertex (rows top first).
+    image = bpy.data.images.load(os.path.join(collection["ex4d_folder"], "visibility", "visible_0003.png"))
+    pixels = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    visible = pixels.reshape(height, width, 4)[::-1, :, 0] > 0.5  # Blender stores rows bottom first
+    nodes = mesh_object.data.materials[0].node_tree.nodes
+    visibility_node = nodes["EX4D Visibility"]
     bpy.ops.ex4d.toggle_overlay()
-    scene.frame_set(3)
-    values = np.empty(len(mesh_object.data.polygons), dtype=np.float32)
-    mesh_object.data.attributes["ex4d_hidden"].data.foreach_get("value", values)
-    strength = mesh_object.data.materials[0].node_tree.nodes["EX4D Overlay Strength"].outputs[0].default_value
+    strength = nodes["EX4D Overlay Strength"].outputs[0].default_value
     bpy.ops.ex4d.toggle_overlay()
-    strength_off = mesh_object.data.materials[0].node_tree.nodes["EX4D Overlay Strength"].outputs[0].default_value
-    return {"matches_frame_3": bool(np.array_equal(values > 0.5, hidden_faces[2])),
-            "differs_from_frame_1": bool(not np.array_equal(hidden_faces[0], hidden_faces[2])),
-            "hidden_count": int(hidden_faces[2].sum()), "strength_on": strength, "strength_off": strength_off}
+    strength_off = nodes["EX4D Overlay Strength"].outputs[0].default_value
+    return {"matches_frame_3": bool(np.array_equal(~visible.ravel(), hidden[2])),
+            "differs_from_frame_1": bool(not np.array_equal(hidden[0], hidden[2])),
+            "hidden_count": int(hidden[2].sum()), "strength_on": strength, "strength_off": strength_off,
+            "sequence": [visibility_node.image.source, visibility_node.image_user.frame_duration,
+                         visibility_node.image.colorspace_settings.name]}
 
 
 def check_strips():
