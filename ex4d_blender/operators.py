@@ -34,7 +34,7 @@ def engine_client(context) -> EngineClient:
     if not is_loopback(p.engine_url) and not bpy.app.online_access:
         raise ServerError(f"The engine at {p.engine_url} is not on this machine and Blender's online access is off "
                           "(Preferences > System > Network > Allow Online Access)", code="offline")
-    return EngineClient(p.engine_url, p.token, p.timeout_s)
+    return EngineClient(p.engine_url, prefs.resolve_token(p), p.timeout_s)
 
 
 def active_ex4d_collection(context):
@@ -100,7 +100,8 @@ class EX4D_OT_start_engine(bpy.types.Operator):
             return {"CANCELLED"}
         log_path = os.path.join(prefs.user_dir("logs"), "engine.log")
         try:
-            prefs.start_local_engine(p.engine_command, p.engine_url, log_path)
+            prefs.start_local_engine(p.engine_command, p.engine_url, log_path,
+                                     bpy.path.abspath(p.engine_data_dir) if p.engine_data_dir else "")
         except RuntimeError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

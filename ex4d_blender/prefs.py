@@ -6,6 +6,7 @@ Every lookup goes through ``__package__`` (an extension is imported as ``bl_ext.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 
 import bpy
@@ -37,7 +38,34 @@ def data_dir(context=None) -> str:
     return user_dir("data")
 
 
-def start_local_engine(command: str, url: str, log_path: str) -> subprocess.Popen:
+def engine_data_dir(prefs) -> str:
+    """The local engine's data dir, as ``ex4d serve`` resolves it (docs/api.md)."""
+    if prefs.engine_data_dir:
+        return bpy.path.abspath(prefs.engine_data_dir)
+    if os.environ.get("EX4D_DATA_DIR"):
+        return os.environ["EX4D_DATA_DIR"]
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(xdg, "ex4d")
+
+
+def resolve_token(prefs) -> str:
+    """The token from the preferences; else, for an engine on this machine, $EX4D_TOKEN or its token file."""
+    from .client import is_loopback
+
+    if prefs.token.strip():
+        return prefs.token.strip()
+    if not is_loopback(prefs.engine_url):
+        return ""
+    if os.environ.get("EX4D_TOKEN"):
+        return os.environ["EX4D_TOKEN"].strip()
+    try:
+        with open(os.path.join(engine_data_dir(prefs), "token"), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def start_local_engine(command: str, url: str, log_path: str, data_dir: str = "") -> subprocess.Popen:
     """Launch ``<command> serve`` on the URL's loopback port, logging to ``log_path``."""
     from urllib.parse import urlparse
 
@@ -45,7 +73,9 @@ def start_local_engine(command: str, url: str, log_path: str) -> subprocess.Pope
     if _local_engine is not None and _local_engine.poll() is None:
         return _local_engine
     parsed = urlparse(url)
-    args = [*command.split(), "serve", "--host", parsed.hostname or "127.0.0.1", "--port", str(parsed.port or 8420)]
+    args = [*shlex.split(command), "serve", "--host", parsed.hostname or "127.0.0.1", "--port", str(parsed.port or 8420)]
+    if data_dir:
+        args += ["--data-dir", data_dir]
     log = open(log_path, "ab")
     try:
         _local_engine = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -80,7 +110,11 @@ class EX4D_AddonPreferences(bpy.types.AddonPreferences):
         description="Address of `ex4d serve`. Hosts other than this machine need Blender's online access")
     token: bpy.props.StringProperty(
         name="Token", subtype="PASSWORD", default="",
-        description="Bearer token: the contents of <engine data dir>/token, or $EX4D_TOKEN")
+        description="Bearer token (empty: for an engine on this machine, $EX4D_TOKEN or <engine data dir>/token)")
+    engine_data_dir: bpy.props.StringProperty(
+        name="Engine data folder", subtype="DIR_PATH", default="",
+        description="Data dir of the local engine (empty: $EX4D_DATA_DIR or ~/.local/share/ex4d); "
+                    "its token file is read when Token is empty")
     timeout_s: bpy.props.FloatProperty(name="Timeout (s)", default=30.0, min=1.0, max=3600.0,
                                        description="Per-request timeout; jobs themselves may run much longer")
     data_dir: bpy.props.StringProperty(
@@ -104,6 +138,7 @@ class EX4D_AddonPreferences(bpy.types.AddonPreferences):
         box = layout.box()
         box.label(text="Local engine")
         box.prop(self, "engine_command")
+        box.prop(self, "engine_data_dir")
         row = box.row()
         if local_engine_running():
             row.operator("ex4d.stop_engine", icon="CANCEL")

@@ -104,7 +104,7 @@ def engine_clip(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def e2e_checks(bpy_run, extension_zip, engine_server, engine_clip):
+def e2e_checks(bpy_run, extension_zip, engine_server, engine_clip, tmp_path_factory):
     """``e2e_checks(version)`` -> results of scripts/e2e_checks.py against the real server, once per version."""
     cache: dict[str, dict] = {}
 
@@ -112,7 +112,9 @@ def e2e_checks(bpy_run, extension_zip, engine_server, engine_clip):
         if version not in cache:
             cache[version] = bpy_run(version, "e2e_checks.py", "--zip", extension_zip, "--url", engine_server.url,
                                      "--token", engine_server.token, "--video", engine_clip["video"],
-                                     "--depth", engine_clip["depth"], "--num-frames", str(engine_clip["num_frames"]))
+                                     "--depth", engine_clip["depth"], "--num-frames", str(engine_clip["num_frames"]),
+                                     "--engine-python", sys.executable,
+                                     "--workdir", str(tmp_path_factory.mktemp(f"e2e{version.replace('.', '')}")))
         return cache[version]
 
     return get

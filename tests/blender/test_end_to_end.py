@@ -60,3 +60,11 @@ def test_bad_token_on_generate_fails_the_take_readably(e2e_checks, blender_versi
     value = check_value(e2e_checks(blender_version), "bad_token_generate")
     assert value["take"]["status"] == "failed"
     assert "rejected the token" in value["take"]["message"]
+
+
+def test_start_local_engine_from_preferences(e2e_checks, blender_version):
+    value = check_value(e2e_checks(blender_version), "start_local_engine")
+    assert value["started"] == ["FINISHED"]
+    assert value["connection"] == ["FINISHED"], value  # token read from the engine's data dir
+    assert value["verdict"].startswith("Connected") and value["running"]
+    assert value["stopped"] and value["log_exists"]

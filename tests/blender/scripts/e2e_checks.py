@@ -1,6 +1,7 @@
 """End-to-end inside Blender against a real ``ex4d serve`` on loopback (draft generator).
 
 Args: --zip EXTENSION_ZIP --url URL --token TOKEN --video CLIP --depth DEPTH_NPY --num-frames N
+      --engine-python PYTHON (for 'Start local engine': PYTHON -m ex4d_engine.cli serve) --workdir DIR
 Prints EX4D_RESULT {check name: {"ok", "value" | "error", "s"}}.
 """
 
@@ -14,6 +15,7 @@ import bpy  # noqa: E402
 
 ZIP, URL, TOKEN = h.arg("zip"), h.arg("url"), h.arg("token")
 VIDEO, DEPTH, NUM_FRAMES = h.arg("video"), h.arg("depth"), int(h.arg("num-frames"))
+ENGINE_PYTHON, WORKDIR = h.arg("engine-python"), h.arg("workdir")
 addon = h.install_addon(ZIP)
 prefs = bpy.context.preferences.addons[addon.__name__].preferences
 prefs.engine_url, prefs.timeout_s = URL, 30.0
@@ -122,6 +124,36 @@ def check_bad_token_generate():
     return {"result": result, "take": take_state(take)}
 
 
+def check_start_local_engine():
+    """Preferences > Start local engine: `ex4d serve` on a free port; the token is read from its data dir."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    saved = prefs.engine_url, prefs.token
+    prefs.engine_url, prefs.token = f"http://127.0.0.1:{port}", ""
+    prefs.engine_command = f"{ENGINE_PYTHON} -m ex4d_engine.cli"
+    prefs.engine_data_dir = os.path.join(WORKDIR, "local-engine")
+    try:
+        started = call(bpy.ops.ex4d.start_engine)
+        deadline, connection = time.monotonic() + 90, None
+        while time.monotonic() < deadline:
+            connection = call(bpy.ops.ex4d.test_connection)
+            if connection == ["FINISHED"]:
+                break
+            time.sleep(0.5)
+        verdict = prefs.connection_verdict
+        running = addon.prefs.local_engine_running()
+        call(bpy.ops.ex4d.stop_engine)
+        log = os.path.join(addon.prefs.user_dir("logs"), "engine.log")
+        return {"started": started, "connection": connection, "verdict": verdict, "running": running,
+                "stopped": not addon.prefs.local_engine_running(), "log_exists": os.path.getsize(log) > 0}
+    finally:
+        prefs.engine_url, prefs.token = saved
+
+
 h.emit(h.run_checks({
     "bad_token": check_bad_token,
     "connection": check_connection,
@@ -130,4 +162,5 @@ h.emit(h.run_checks({
     "cancel": check_cancel,
     "regenerate_and_compare": check_regenerate_and_compare,
     "bad_token_generate": check_bad_token_generate,
+    "start_local_engine": check_start_local_engine,
 }))
