@@ -264,8 +264,9 @@ def render_conditioning(
 
     rgba = rasterizer.render(meshes.vertices, meshes.faces, meshes.rgba, mvp, trajectory.width,
                              trajectory.height, progress=on_frame).rgba
-    mask = np.where(rgba[..., 3] > MASK_ALPHA_THRESHOLD, 255, 0).astype(np.uint8)
-    colour = (np.clip(np.rint(rgba[..., :3]), 0, 255).astype(np.uint8) * (mask[..., None] // 255))
+    visible = rgba[..., 3] > MASK_ALPHA_THRESHOLD
+    mask = (visible.to(torch.uint8) * 255).cpu().numpy()
+    colour = (rgba[..., :3].round().clamp(0, 255) * visible[..., None]).to(torch.uint8).cpu().numpy()
 
     if force_source_frame0 is None:
         force_source_frame0 = camera0_is_source(scene, trajectory)

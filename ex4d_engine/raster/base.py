@@ -15,9 +15,13 @@ FAR = 1e3
 
 @dataclass
 class RenderResult:
-    """(T, H, W, 4) float32 interpolated vertex RGBA (0..255); alpha 0 where nothing was hit."""
+    """(T, H, W, 4) float32 interpolated vertex RGBA (0..255), alpha 0 where nothing was hit.
 
-    rgba: np.ndarray
+    A torch tensor on the renderer's device, so thresholding happens there and only the uint8
+    conditioning crosses to the host.
+    """
+
+    rgba: torch.Tensor
 
 
 def clip_from_camera(K: np.ndarray, width: int, height: int, near: float = NEAR, far: float = FAR) -> np.ndarray:

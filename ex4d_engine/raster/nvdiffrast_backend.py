@@ -66,4 +66,4 @@ class NvdiffrastRasterizer:
             out[start:stop] = dr.antialias(colour, rast, pos, tri)
             if progress is not None:
                 progress(stop)
-        return RenderResult(out.cpu().numpy())
+        return RenderResult(out)

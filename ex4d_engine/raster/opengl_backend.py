@@ -99,7 +99,7 @@ class OpenGLRasterizer:
         finally:
             for resource in (vao, index_buffer, position_buffer, rgba_buffer, fbo, colour, depth):
                 resource.release()
-        return RenderResult(out)
+        return RenderResult(torch.from_numpy(out))
 
 
 def _f32(tensor: torch.Tensor) -> bytes:

@@ -155,7 +155,7 @@ def test_renderer_matches_a_reference_rasteriser(renderer, tiny_clip):
     w2c[:3, :3] = rotation_y(6.0)[:3, :3]
     w2c[0, 3] = -0.3
     mvp = mvp_matrices(Ks[None], w2c[None], 64, 48)
-    got = get_rasterizer(renderer).render(mesh.vertices, mesh.faces, mesh.rgba, mvp, 64, 48).rgba[0]
+    got = get_rasterizer(renderer).render(mesh.vertices, mesh.faces, mesh.rgba, mvp, 64, 48).rgba[0].cpu().numpy()
     want = reference_render(mesh.vertices[0].double().numpy(), mesh.faces.numpy(), mesh.rgba[0].double().numpy(),
                             mvp[0], 64, 48)
     mask_got, mask_want = got[..., 3] > 125, want[..., 3] > 125
