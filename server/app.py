@@ -149,6 +149,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body that cannot be parsed (bad multipart): like bad JSON, a 422
+            detail = exc.detail if isinstance(exc.detail, str) else "cannot parse the request body"
+            return error_response(422, "invalid_input", f"request body: {detail}")
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
