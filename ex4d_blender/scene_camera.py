@@ -55,6 +55,7 @@ def trajectory_from_camera(scene, camera_object, frame_start: int, frame_end: in
         raise CameraSettingsError(f"The EX-4D scene root is scaled non-uniformly ({np.round(scale, 4).tolist()}); "
                                   "only uniform scale keeps the camera consistent with the scene")
     saved_frame, saved_subframe = scene.frame_current, scene.frame_subframe
+    paused = _pause_point_caches(scene)
     frames = range(frame_start, frame_end + 1)
     Ks = np.empty((len(frames), 3, 3))
     matrix_world = np.empty((len(frames), 4, 4))
@@ -74,6 +75,8 @@ def trajectory_from_camera(scene, camera_object, frame_start: int, frame_end: in
             lens_mm[i] = settings.lens_mm
     finally:
         scene.frame_set(saved_frame, subframe=saved_subframe)
+        for modifier in paused:  # tags the meshes; they re-evaluate at the next depsgraph update
+            modifier.show_viewport = True
     w2c = np.stack([blender_matrix_world_to_engine_w2c(m, import_matrix) for m in matrix_world])
     info = {
         "source": "blender",
@@ -86,6 +89,23 @@ def trajectory_from_camera(scene, camera_object, frame_start: int, frame_end: in
     }
     info.update(meta or {})
     return Trajectory(size[0], size[1], scene_fps(scene), Ks, w2c, info).validate()
+
+
+def _pause_point_caches(scene) -> list:
+    """Switch off the imported meshes' point caches while frames are stepped through.
+
+    Otherwise every ``frame_set`` re-reads a frame of the PC2 (400k vertices at 832x480, ~5 ms);
+    the camera cannot depend on the deformed geometry, only on object transforms, which still
+    evaluate. Returns the modifiers to switch back on.
+    """
+    paused = []
+    for obj in scene.objects:
+        if obj.type == "MESH" and "ex4d_overlay" in obj:
+            for modifier in obj.modifiers:
+                if modifier.type == "MESH_CACHE" and modifier.show_viewport:
+                    modifier.show_viewport = False
+                    paused.append(modifier)
+    return paused
 
 
 def keyed_camera_from_trajectory(scene, trajectory: Trajectory, name: str, frame_start: int,

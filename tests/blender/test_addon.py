@@ -61,6 +61,8 @@ def test_import_package_builds_the_scene(addon_checks, blender_version):
     np.testing.assert_allclose(value["w2c_shot"], np.eye(4), atol=1e-6)
     np.testing.assert_allclose(value["w2c_source_after_move"], np.eye(4), atol=1e-5)  # root moved + scaled
     assert value["scene_id"] == "s_test"
+    cache_on, after_err, frame = value["after_extraction"]
+    assert cache_on and after_err < 1e-6 and frame == info["num_frames"]
     assert value["image_source"] == "MOVIE" and value["image_frames"] == info["num_frames"]
     assert value["view_transform"] == "Standard"
 

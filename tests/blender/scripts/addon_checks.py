@@ -194,6 +194,15 @@ def check_import_package():
     root.scale = (2.5, 2.5, 2.5)
     bpy.context.view_layer.update()
     moved = addon.scene_camera.trajectory_from_camera(scene, source, 1, 1, addon.mesh_import.import_matrix(collection))
+    # Extraction pauses the point cache; it must be back on and play the current frame afterwards.
+    bpy.context.view_layer.update()
+    evaluated = mesh_object.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+    mesh.vertices.foreach_get("co", co)
+    after_err = float(np.abs(co.reshape(-1, 3) - positions[scene.frame_current - 1]).max())
+    evaluated.to_mesh_clear()
+    cache_on = mesh_object.modifiers[0].show_viewport
     image = mesh_object.data.materials[0].node_tree.nodes["Image Texture"].image
     return {
         "result": sorted(result), "objects": sorted(o.name for o in collection.objects),
@@ -204,6 +213,7 @@ def check_import_package():
         "K_source": src_traj.K[0].tolist(), "w2c_source": src_traj.w2c[0].tolist(),
         "K_shot": shot_traj.K[0].tolist(), "w2c_shot": shot_traj.w2c[0].tolist(),
         "w2c_source_after_move": moved.w2c[0].tolist(), "scene_id": collection["ex4d_scene_id"],
+        "after_extraction": [cache_on, after_err, scene.frame_current],
         "image_source": image.source, "image_frames": image.frame_duration,
         "view_transform": scene.view_settings.view_transform, "expected": info,
     }
