@@ -35,8 +35,12 @@ def save_depth_pro(folder: Path) -> int:
 
     from ex4d_engine.depth.hf_models import import_transformers
 
+    import torch
+
     t = import_transformers()
-    model = t.DepthProForDepthEstimation(t.DepthProConfig(use_fov_model=True))
+    # built on the GPU when there is one: random init of ~950 M parameters on the CPU takes minutes
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = t.DepthProForDepthEstimation(t.DepthProConfig(use_fov_model=True))
     model.save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "DepthProImageProcessor", "do_resize": True, "do_rescale": True,
