@@ -49,8 +49,9 @@ class Settings(BaseSettings):
     min_free_mb: int = Field(256, ge=0)
     #: A job interrupted by server restarts this many times is failed instead of re-queued.
     max_attempts: int = Field(2, ge=1)
-    #: Seconds between progress writes / SSE polls.
+    #: Seconds between a job's progress writes (the worker) and between SSE polls of the store.
     progress_interval_s: float = Field(0.1, gt=0)
+    events_poll_s: float = Field(0.05, gt=0)
 
     # ------------------------------------------------------------------ derived
     @property

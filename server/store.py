@@ -258,6 +258,11 @@ class Store:
             raise NotFoundError(f"job {job_id!r} not found")
         return _job(row)
 
+    def job_version(self, job_id: str) -> Optional[int]:
+        """The job's change counter (one indexed read; cheap enough for the event loop), None if unknown."""
+        row = self._db().execute("SELECT version FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def list_jobs(self, state: Optional[JobState] = None, limit: int = 100) -> list[JobRow]:
         if state is None:
             rows = self._db().execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?", (limit,))

@@ -79,7 +79,7 @@ def cancel_job(job_id: JobId, store: StoreDep, artefacts: ArtefactsDep) -> JobPu
 async def job_events(job_id: JobId, request: Request, store: StoreDep, artefacts: ArtefactsDep,
                      settings: SettingsDep) -> StreamingResponse:
     await anyio.to_thread.run_sync(store.get_job, job_id)  # 404 before the stream starts
-    return StreamingResponse(_events(job_id, request, store, artefacts, settings.progress_interval_s),
+    return StreamingResponse(_events(job_id, request, store, artefacts, settings.events_poll_s),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -89,8 +89,10 @@ async def _events(job_id: str, request: Request, store: Store, artefacts: Artefa
     last_version = -1
     last_sent = time.monotonic()
     while not request.app.state.stopping.is_set():
-        job = await anyio.to_thread.run_sync(store.get_job, job_id)
-        if job.version != last_version:
+        # A WAL read never waits for the worker's writes: the version check stays on the event loop,
+        # the full row (and its file checks) only when something changed.
+        if store.job_version(job_id) != last_version:
+            job = await anyio.to_thread.run_sync(store.get_job, job_id)
             public = await anyio.to_thread.run_sync(_public, job, store, artefacts)
             last_version, last_sent = job.version, time.monotonic()
             yield f"id: {job.version}\nevent: job\ndata: {public.model_dump_json()}\n\n"
