@@ -60,7 +60,7 @@ def test_import_package_builds_the_scene(addon_checks, blender_version):
     np.testing.assert_allclose(value["K_shot"], info["K"], atol=1e-4)
     np.testing.assert_allclose(value["w2c_shot"], np.eye(4), atol=1e-6)
     np.testing.assert_allclose(value["w2c_source_after_move"], np.eye(4), atol=1e-5)  # root moved + scaled
-    assert value["scene_id"] == "s_test"
+    assert value["scene_id"] == "s_test" and value["mesh_valid"]
     cache_on, after_err, frame = value["after_extraction"]
     assert cache_on and after_err < 1e-6 and frame == info["num_frames"]
     assert value["image_source"] == "MOVIE" and value["image_frames"] == info["num_frames"]
@@ -99,6 +99,16 @@ def test_engine_down_is_reported_in_the_ui(addon_checks, blender_version):
     assert "Cannot reach" in value["verdict"]
     assert value["generate"] == ["FINISHED"]  # the job starts; the worker finds the engine down
     assert value["status"] == "failed" and "Cannot reach the EX-4D engine" in value["message"]
+
+
+def test_version_mismatch_is_reported(addon_checks, blender_version):
+    value = check_value(addon_checks(blender_version), "version_mismatch")
+    assert value["connection"][0] == "ERROR"
+    assert "Version mismatch" in value["verdict"] and "v2" in value["verdict"] and "v1" in value["verdict"]
+
+
+def test_panels_draw_real_properties_and_operators(addon_checks, blender_version):
+    assert check_value(addon_checks(blender_version), "ui_draw")["errors"] == []
 
 
 def test_takes_survive_save_and_reload(addon_checks, blender_version):

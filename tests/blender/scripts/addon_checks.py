@@ -203,6 +203,7 @@ def check_import_package():
     after_err = float(np.abs(co.reshape(-1, 3) - positions[scene.frame_current - 1]).max())
     evaluated.to_mesh_clear()
     cache_on = mesh_object.modifiers[0].show_viewport
+    mesh_valid = not mesh_object.data.validate(verbose=False)  # True would mean it had to fix something
     image = mesh_object.data.materials[0].node_tree.nodes["Image Texture"].image
     return {
         "result": sorted(result), "objects": sorted(o.name for o in collection.objects),
@@ -213,7 +214,7 @@ def check_import_package():
         "K_source": src_traj.K[0].tolist(), "w2c_source": src_traj.w2c[0].tolist(),
         "K_shot": shot_traj.K[0].tolist(), "w2c_shot": shot_traj.w2c[0].tolist(),
         "w2c_source_after_move": moved.w2c[0].tolist(), "scene_id": collection["ex4d_scene_id"],
-        "after_extraction": [cache_on, after_err, scene.frame_current],
+        "after_extraction": [cache_on, after_err, scene.frame_current], "mesh_valid": mesh_valid,
         "image_source": image.source, "image_frames": image.frame_duration,
         "view_transform": scene.view_settings.view_transform, "expected": info,
     }
@@ -303,6 +304,91 @@ def check_engine_down():
             "status": take.status, "message": take.message}
 
 
+def check_version_mismatch():
+    """An engine speaking another contract version (the real one only speaks v1, so a stub answers here)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"status": "ok", "version": "9.0.0", "contract_version": 2}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    p = bpy.context.preferences.addons[addon.__name__].preferences
+    p.engine_url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        return {"connection": call_operator(bpy.ops.ex4d.test_connection), "verdict": p.connection_verdict}
+    finally:
+        server.shutdown()
+
+
+class FakeLayout:
+    """Records what a draw() asks for and checks every property and operator name exists."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        self.calls = 0
+
+    def __getattr__(self, name):
+        if name in ("row", "column", "box", "split", "column_flow", "grid_flow"):
+            return lambda *a, **k: FakeLayout(self.errors)
+        if name in ("scale_y", "scale_x", "enabled", "active", "alert"):
+            return 1
+        return lambda *a, **k: self._check(name, a, k)
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+
+    def _check(self, name, args, kwargs):
+        self.calls += 1
+        if name == "prop":
+            data, prop = args[0], args[1]
+            if not (prop.startswith('["') or prop in data.bl_rna.properties):
+                self.errors.append(f"prop {prop!r} not on {data!r}")
+        if name == "operator":
+            module, op = args[0].split(".")
+            if not hasattr(getattr(bpy.ops, module), op):
+                self.errors.append(f"operator {args[0]} does not exist")
+            return type("Props", (), {})()
+        if name == "template_list":
+            data, prop, active_data, active_prop = args[2], args[3], args[4], args[5]
+            for d, pname in ((data, prop), (active_data, active_prop)):
+                if pname not in d.bl_rna.properties:
+                    self.errors.append(f"template_list {pname!r} not on {d!r}")
+        return None
+
+
+def check_ui_draw():
+    """Every panel, the take list and the preferences draw without error and name real properties."""
+    errors = []
+    scene = bpy.context.scene
+    take = addon.takes.new_take(scene, "uidraw")
+    take.status = "running"
+    for cls in (addon.ui.EX4D_PT_main, addon.ui.EX4D_PT_sequencer):
+        panel = type("P", (), {"layout": FakeLayout(errors)})()
+        cls.draw(panel, bpy.context)
+    prefs_obj = bpy.context.preferences.addons[addon.__name__].preferences
+    holder = type("Prefs", (), {"layout": FakeLayout(errors), "bl_rna": prefs_obj.bl_rna})()
+    for name in ("engine_url", "token", "timeout_s", "data_dir", "engine_command", "engine_data_dir",
+                 "connection_verdict"):
+        setattr(holder, name, getattr(prefs_obj, name))
+    addon.prefs.EX4D_AddonPreferences.draw(holder, bpy.context)
+    for status in ("running", "succeeded", "failed"):
+        take.status = status
+        addon.ui.EX4D_UL_takes.draw_item(None, bpy.context, FakeLayout(errors), scene.ex4d, take, 0, None, "", 0)
+    scene.ex4d.takes.remove(len(scene.ex4d.takes) - 1)
+    return {"errors": errors}
+
+
 def check_takes_survive_reload():
     scene = bpy.context.scene
     take = addon.takes.new_take(scene, "reload1")
@@ -329,6 +415,8 @@ results = h.run_checks({
     "strips": check_strips,
     "trajectory_io": check_trajectory_io,
     "engine_down": check_engine_down,
+    "version_mismatch": check_version_mismatch,
+    "ui_draw": check_ui_draw,
     "takes_survive_reload": check_takes_survive_reload,
 })
 results["_versions"] = {"blender": bpy.app.version_string, "numpy": np.__version__,
