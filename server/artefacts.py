@@ -29,7 +29,8 @@ SCENE_ARRAYS = "scene.npz"
 SCENE_PACKAGE = "scene.ex4dscene.zip"
 RESULT_VIDEO = "result.mp4"
 CONDITIONING_VIDEOS = {"colour": "conditioning_colour.mp4", "mask": "conditioning_mask.mp4"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".mxf", ".mts", ".m2ts",
+                  ".ts", ".wmv", ".flv", ".ogv", ".y4m", ".3gp"}
 DEPTH_SUFFIXES = {".npy", ".npz"}
 
 
