@@ -103,12 +103,13 @@ def main() -> int:
             if line is None:
                 raise SystemExit(f"bpy {version} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
             rows.append(json.loads(line[len("EX4D_RESULT "):]))
-    print(f"| Blender | scene import ({args.frames} frames, {args.width}x{args.height}) median [min] | "
-          f"trajectory extraction ({args.frames} frames) median [min] |")
-    print("|---|---|---|")
+    print(f"| Blender | mesh vertices | scene import ({args.frames} frames, {args.width}x{args.height} clip) "
+          f"median [min] | trajectory extraction ({args.frames} frames) median [min] |")
+    print("|---|---|---|---|")
     for row in rows:
-        print(f"| {row['blender']} | {statistics.median(row['import_s']):.2f} s [{min(row['import_s']):.2f} s] | "
-              f"{statistics.median(row['extract_s']) * 1e3:.1f} ms [{min(row['extract_s']) * 1e3:.1f} ms] |")
+        print(f"| {row['blender']} | {row['vertices']:,} | {statistics.median(row['import_s']):.2f} s "
+              f"[{min(row['import_s']):.2f} s] | {statistics.median(row['extract_s']) * 1e3:.1f} ms "
+              f"[{min(row['extract_s']) * 1e3:.1f} ms] |")
     return 0
 
 
