@@ -169,7 +169,8 @@ def load_mesh_arrays(folder: str, scene: dict) -> dict[str, np.ndarray]:
     if num_vertices != grid[0] * grid[1]:
         raise PackageError(f"mesh.npz has {num_vertices} vertices, a {grid[1]}x{grid[0]} grid needs {grid[0] * grid[1]}")
     if arrays["hidden"].shape != (int(scene["num_frames"]), num_vertices):
-        raise PackageError(f"hidden has shape {arrays['hidden'].shape}, expected ({scene['num_frames']}, {num_vertices})")
+        raise PackageError(f"mesh.npz 'hidden' has shape {arrays['hidden'].shape}, expected "
+                           f"({scene['num_frames']}, {num_vertices}) from scene.json")
     return arrays
 
 

@@ -122,3 +122,20 @@ def test_no_torch_in_blender(addon_checks, blender_version):
     results = addon_checks(blender_version)
     assert results["_versions"]["blender"].startswith(blender_version)
     assert not results["_versions"]["torch_loaded"]
+
+
+def test_broken_packages_name_the_problem_and_leave_nothing(addon_checks, blender_version):
+    value = check_value(addon_checks(blender_version), "bad_packages")
+    expected = {"not_zip": "not a zip file", "missing_file": "not found", "no_pc2": "missing positions.pc2",
+                "no_scene_json": "no scene.json", "wrong_version": "version 2",
+                "wrong_frames": "'hidden' has shape (5, 768), expected (7, 768)", "truncated_pc2": "truncated"}
+    for case, text in expected.items():
+        result = value["results"][case]
+        assert result[0] == "ERROR" and "Import failed" in result[1] and text in result[1], (case, result)
+    assert value["left_behind"] == []  # no half-imported folder
+    assert value["objects"] == 0 and value["collections"] == 0  # and no half-built scene
+
+
+def test_unregister_is_clean(addon_checks, blender_version):
+    value = check_value(addon_checks(blender_version), "unregister")
+    assert value == {"scene_prop": False, "operator": False, "panel": False}

@@ -304,6 +304,49 @@ def check_engine_down():
             "status": take.status, "message": take.message}
 
 
+def check_bad_packages():
+    """Broken packages: a clear error naming the problem, and nothing left in the data folder."""
+    scene = h.reset_scene()
+    data_dir = addon.prefs.data_dir()
+    before = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
+    with zipfile.ZipFile(PACKAGE) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+
+    def write(name, drop=None, replace=None):
+        path = os.path.join(WORKDIR, name)
+        with zipfile.ZipFile(path, "w") as out:
+            for member, data in members.items():
+                if member != drop:
+                    out.writestr(member, (replace or {}).get(member, data))
+        return path
+
+    not_zip = os.path.join(WORKDIR, "not_a_package.zip")
+    with open(not_zip, "w") as handle:
+        handle.write("hello")
+    info = json.loads(members["scene.json"])
+    cases = {
+        "not_zip": not_zip,
+        "missing_file": os.path.join(WORKDIR, "nope.ex4dscene.zip"),
+        "no_pc2": write("no_pc2.zip", drop="positions.pc2"),
+        "no_scene_json": write("no_json.zip", drop="scene.json"),
+        "wrong_version": write("v2.zip", replace={"scene.json": json.dumps({**info, "version": 2})}),
+        "wrong_frames": write("frames.zip", replace={"scene.json": json.dumps({**info, "num_frames": 7})}),
+        "truncated_pc2": write("trunc.zip", replace={"positions.pc2": members["positions.pc2"][:-12]}),
+    }
+    out = {name: call_operator(bpy.ops.ex4d.import_scene, filepath=path) for name, path in cases.items()}
+    after = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
+    return {"results": out, "left_behind": sorted(set(after) - set(before)),
+            "objects": len(bpy.data.objects), "collections": len(bpy.data.collections)}
+
+
+def check_unregister():
+    import addon_utils
+
+    addon_utils.disable(addon.__name__)
+    return {"scene_prop": hasattr(bpy.types.Scene, "ex4d"), "operator": hasattr(bpy.ops.ex4d, "generate")
+            and "generate" in dir(bpy.ops.ex4d), "panel": hasattr(bpy.types, "EX4D_PT_main")}
+
+
 def check_version_mismatch():
     """An engine speaking another contract version (the real one only speaks v1, so a stub answers here)."""
     import http.server
@@ -418,6 +461,8 @@ results = h.run_checks({
     "version_mismatch": check_version_mismatch,
     "ui_draw": check_ui_draw,
     "takes_survive_reload": check_takes_survive_reload,
+    "bad_packages": check_bad_packages,
+    "unregister": check_unregister,
 })
 results["_versions"] = {"blender": bpy.app.version_string, "numpy": np.__version__,
                         "torch_loaded": "torch" in sys.modules}
