@@ -58,6 +58,9 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
             recovered = store.recover_after_restart(settings.max_attempts)
             if any(recovered.values()):
                 log.warning("recovered after restart: %s", recovered)
+            orphans = artefacts.remove_orphans(*store.known_ids())
+            if orphans:
+                log.warning("removed folders left by an interrupted upload: %s", orphans)
             app.state.pool = pool = WorkerPool(settings, store)
             pool.start()
             if url:

@@ -74,6 +74,16 @@ class Artefacts:
             raise NotFoundError(f"{what} not available")
         return path
 
+    def remove_orphans(self, scene_ids: set[str], job_ids: set[str]) -> list[str]:
+        """Start-up: delete scene/job folders without a row (an upload cut off by a crash)."""
+        removed = []
+        for kind, known in (("scenes", scene_ids), ("jobs", job_ids)):
+            for entry in (self.root / kind).iterdir():
+                if entry.name not in known:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                    removed.append(f"{kind}/{entry.name}")
+        return removed
+
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 

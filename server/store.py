@@ -426,6 +426,11 @@ class Store:
             db.execute("DELETE FROM workers")
         return result
 
+    def known_ids(self) -> tuple[set[str], set[str]]:
+        """(scene ids, job ids) that have a row."""
+        db = self._db()
+        return ({r[0] for r in db.execute("SELECT id FROM scenes")}, {r[0] for r in db.execute("SELECT id FROM jobs")})
+
     # ------------------------------------------------------------------ workers
     def set_worker(self, slot: int, *, pid: Optional[int], state: str, device: str,
                    job_id: Optional[str] = None, restarts: Optional[int] = None,

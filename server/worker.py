@@ -83,7 +83,9 @@ class Worker:
         self.store = Store(self.artefacts.database)
         self.resident = Resident(Path(config.models_dir) if config.models_dir else None)
         self.gpus = probe_gpus()
-        self.device_name = "cpu" if not self.gpus else f"cuda:{self.config.device if self.config.device.isdigit() else 0}"
+        if config.device.isdigit():  # CUDA_VISIBLE_DEVICES made it cuda:0 here; report the real index
+            self.gpus = [dict(gpu, index=int(config.device)) for gpu in self.gpus]
+        self.device_name = f"cuda:{self.gpus[0]['index']}" if self.gpus else "cpu"
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
