@@ -4,8 +4,6 @@ Errors raised deeper (ServerError, PackageError, CameraSettingsError, Trajectory
 here once and shown to the artist; background work reports through ``ex4d.show_message``.
 """
 
-from __future__ import annotations
-
 import os
 import uuid
 

@@ -3,8 +3,6 @@
 Every lookup goes through ``__package__`` (an extension is imported as ``bl_ext.<repo>.ex4d``).
 """
 
-from __future__ import annotations
-
 import os
 import shlex
 import subprocess

@@ -8,7 +8,6 @@ in 5.0, so the collection is chosen with ``hasattr``, never with ``or``.
 
 from __future__ import annotations
 
-import bpy
 
 MAX_CHANNEL = 128
 

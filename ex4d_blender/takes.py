@@ -5,8 +5,6 @@ updates, VSE strips and UI reports, and :func:`ensure_timer` keeps a ``bpy.app.t
 polling while work runs.
 """
 
-from __future__ import annotations
-
 import os
 
 import bpy

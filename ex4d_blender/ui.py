@@ -1,7 +1,5 @@
 """Panels: 3D View sidebar > EX-4D (scene, shot, takes) and the Sequencer sidebar (takes)."""
 
-from __future__ import annotations
-
 import bpy
 
 from . import jobs, mesh_import, prefs, takes

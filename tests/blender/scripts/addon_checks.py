@@ -306,7 +306,7 @@ def check_engine_down():
 
 def check_bad_packages():
     """Broken packages: a clear error naming the problem, and nothing left in the data folder."""
-    scene = h.reset_scene()
+    h.reset_scene()
     data_dir = addon.prefs.data_dir()
     before = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []
     with zipfile.ZipFile(PACKAGE) as archive:

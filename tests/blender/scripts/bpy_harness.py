@@ -5,7 +5,6 @@ named checks in one Blender process and records each outcome, so one failure hid
 """
 
 import json
-import os
 import sys
 import time
 import traceback
