@@ -116,3 +116,23 @@ def test_second_server_on_the_same_data_dir_is_refused(server):
                            str(server.data_dir)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 4, proc.stderr
     assert "another ex4d server is using the data dir" in proc.stderr
+
+
+def test_ctrl_c_gives_the_running_job_back_to_the_queue(start_server, make_clip, long_trajectory_for):
+    server = start_server()
+    response = server.upload_scene(make_clip(num_frames=2), only_first_frame="true")
+    assert server.wait_job(response.json()["recon_job_id"])["state"] == "succeeded"
+    scene = server.get(f"/v1/scenes/{response.json()['id']}").json()
+    job = server.submit_job(scene, long_trajectory_for(scene, 500)).json()
+    _wait_running(server, job["id"])
+    worker = _worker_pid(server)
+    began = time.monotonic()
+    assert server.stop() == 130  # SIGINT: uvicorn shuts down, the CLI reports the interrupt
+    assert time.monotonic() - began < 15
+    assert not _pid_alive(worker)
+    assert not (server.data_dir / "server.json").exists()
+    server.start()
+    back = server.get(f"/v1/jobs/{job['id']}").json()
+    assert back["state"] in ("queued", "running") and back["error"] is None
+    done = server.wait_job(job["id"], timeout_s=120)
+    assert done["state"] == "succeeded" and done["attempts"] == 1, done
