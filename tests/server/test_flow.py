@@ -183,3 +183,34 @@ def _wait_progress(server, job_id: str, at_least: float, timeout_s: float = 30) 
             return
         time.sleep(0.05)
     raise AssertionError("no progress")
+
+
+def test_models_stay_resident_between_jobs(server, ready_scene):
+    before = requests.get(server.url + "/v1/health", timeout=10).json()
+    for _ in range(2):
+        assert server.wait_job(server.submit_job(ready_scene).json()["id"])["state"] == "succeeded"
+    after = requests.get(server.url + "/v1/health", timeout=10).json()
+    assert after["workers"][0]["pid"] == before["workers"][0]["pid"]  # the same process ran every job
+    assert after["workers"][0]["restarts"] == before["workers"][0]["restarts"]
+    assert next(g for g in after["generators"] if g["name"] == "draft")["loaded"] is True
+
+
+def test_preload_loads_generators_at_start(start_server):
+    preloaded = start_server("--preload")
+    health = requests.get(preloaded.url + "/v1/health", timeout=10).json()
+    assert next(g for g in health["generators"] if g["name"] == "draft")["loaded"] is True
+
+
+def test_depth_backend_without_weights_fails_the_recon_with_the_reason(start_server, clip, tmp_path_factory):
+    empty = tmp_path_factory.mktemp("no-models")
+    engine = start_server("--models-dir", str(empty), env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(empty)})
+    backends = [b for b in requests.get(engine.url + "/v1/health", timeout=10).json()["depth_backends"] if b != "file"]
+    assert backends, "the engine offers no depth backend"
+    with open(clip.video, "rb") as video:
+        response = engine.post("/v1/scenes", files={"video": ("clip.mp4", video)},
+                               data={"depth_source": backends[0], "num_frames": "9"})
+    assert response.status_code == 202, response.text
+    job = engine.wait_job(response.json()["recon_job_id"])
+    assert job["state"] == "failed" and job["error"]["error"] == "resource_unavailable", job
+    assert backends[0] in job["error"]["message"] or "weights" in job["error"]["message"].lower()
+    assert engine.get(f"/v1/scenes/{response.json()['id']}").json()["state"] == "failed"
