@@ -39,6 +39,10 @@ def test_generate_brings_back_a_strip(e2e_checks, engine_clip, blender_version):
     assert [strip["start"], strip["end"], strip["duration"]] == [1, 1 + n, n]
     assert strip["file_frames"] == n and strip["job_id"] == take["job_id"]
     assert strip["name"] == take["name"]
+    # The conditioning videos (what the model saw) come back as muted strips above the shot.
+    assert set(value["conditioning"]) == {"colour", "mask"}
+    for channel, start, duration, muted in value["conditioning"].values():
+        assert channel > strip["channel"] and start == 1 and duration == n and muted
 
 
 def test_cancel_a_queued_job(e2e_checks, blender_version):

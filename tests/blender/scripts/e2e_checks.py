@@ -69,20 +69,25 @@ def check_generate():
     shot.keyframe_insert("location", frame=scene.frame_start)
     shot.location.x += 0.15
     shot.keyframe_insert("location", frame=scene.frame_end)
+    scene.ex4d.want_conditioning = True
     result = call(bpy.ops.ex4d.generate)
+    scene.ex4d.want_conditioning = False
     take = scene.ex4d.takes[scene.ex4d.active_take]
     key = take.key
     wait()
     take = addon.takes.find_take(scene, key)
     strips = addon.sequencer.strips_of_take(addon.sequencer.sequencer_scene(bpy.context), key)
-    strip = strips[0] if strips else None
+    main = [s for s in strips if not s.get("ex4d_conditioning")]
+    strip = main[0] if main else None
+    conditioning = {s.get("ex4d_conditioning"): [s.channel, s.frame_final_start, s.frame_final_duration, s.mute]
+                    for s in strips if s.get("ex4d_conditioning")}
     return {"result": result, "take": take_state(take),
             "strip": None if strip is None else {
                 "name": strip.name, "type": strip.type, "channel": strip.channel,
                 "start": strip.frame_final_start, "end": strip.frame_final_end,
                 "duration": strip.frame_final_duration, "job_id": strip.get("ex4d_job_id"),
                 "warning": strip.get("ex4d_warning"), "file_frames": strip.get("ex4d_file_frames")},
-            "scene_range": [scene.frame_start, scene.frame_end]}
+            "scene_range": [scene.frame_start, scene.frame_end], "conditioning": conditioning}
 
 
 def check_cancel():
@@ -108,7 +113,8 @@ def check_regenerate_and_compare():
     wait()
     new = addon.takes.find_take(scene, new_key)
     show = call(bpy.ops.ex4d.take_show, index=done[0])
-    muted = {s.get("ex4d_take"): s.mute for s in addon.sequencer.all_strips(scene) if s.get("ex4d_take")}
+    muted = {s.get("ex4d_take"): s.mute for s in addon.sequencer.all_strips(scene)
+             if s.get("ex4d_take") and not s.get("ex4d_conditioning")}
     return {"result": result, "take": take_state(new), "seed": [scene.ex4d.takes[done[0]].seed, new.seed],
             "show": show, "shown_unmuted": muted.get(scene.ex4d.takes[done[0]].key) is False,
             "new_muted": muted.get(new_key) is True}
