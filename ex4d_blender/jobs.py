@@ -137,47 +137,54 @@ def _run(work: Callable[[Reporter], None], reporter: Reporter) -> None:
 
 # ---------------------------------------------------------------------- work items
 def generate_work(url: str, token: str, timeout_s: float, scene_id: str, trajectory: dict, options: dict,
-                  result_path: str, conditioning_paths: dict[str, str] | None = None):
-    """A job: submit, follow progress, download the result (and conditioning videos), or cancel."""
+                  result_path: str, conditioning_paths: dict[str, str] | None = None, job_id: str = ""):
+    """A job: submit (unless ``job_id`` names one already submitted: resume after a reload), follow
+    its progress, download the result (and conditioning videos), or cancel it."""
 
     def work(reporter: Reporter) -> None:
         client = EngineClient(url, token, timeout_s)
-        job_id = client.submit_job(scene_id, trajectory, options)
-        reporter.post("submitted", job_id=job_id)
-        cancel_sent = False
-        while True:
-            if reporter.cancelled() and not cancel_sent:
-                try:
-                    client.cancel_job(job_id)
-                except ServerError as exc:
-                    if exc.status != 409:  # 409: it finished meanwhile; the state below says how
-                        raise
-                cancel_sent = True
-            info = client.job(job_id)
-            state = info.get("state") or info.get("status") or "unknown"
-            reporter.post("progress", state=state, stage=str(info.get("stage") or ""),
-                          progress=float(info.get("progress") or 0.0), eta_s=info.get("eta_s", info.get("eta")))
-            if state in TERMINAL_STATES:
-                break
-            time.sleep(POLL_INTERVAL_S / (4 if cancel_sent else 1))
-        if state == "cancelled":
-            reporter.post("cancelled", message="Cancelled", job_id=job_id)
-            return
-        if state == "failed":
-            error = info.get("error")
-            message = error.get("message") if isinstance(error, dict) else (info.get("message") or error)
-            reporter.post("failed", message=f"Engine job failed: {message or 'no reason given'}", job_id=job_id,
-                          code=(error.get("error") if isinstance(error, dict) else "job_failed") or "job_failed")
-            return
-        client.download_result(job_id, result_path, reporter.cancelled)
-        downloaded = {}
-        for which, path in (conditioning_paths or {}).items():
-            downloaded[which] = client.download_conditioning(job_id, path, which, reporter.cancelled)
-        reporter.post("succeeded", job_id=job_id, result_path=result_path, conditioning=downloaded,
-                      info={k: info.get(k) for k in ("engine_version", "generator", "seed", "fps", "num_frames")
-                            if k in info})
+        current = job_id
+        if not current:
+            current = client.submit_job(scene_id, trajectory, options)
+            reporter.post("submitted", job_id=current)
+        _follow_job(client, current, reporter, result_path, conditioning_paths or {})
 
     return work
+
+
+def _follow_job(client: EngineClient, job_id: str, reporter: Reporter, result_path: str,
+                conditioning_paths: dict[str, str]) -> None:
+    cancel_sent = False
+    while True:
+        if reporter.cancelled() and not cancel_sent:
+            try:
+                client.cancel_job(job_id)
+            except ServerError as exc:
+                if exc.status != 409:  # 409: it finished meanwhile; the state below says how
+                    raise
+            cancel_sent = True
+        info = client.job(job_id)
+        state = info.get("state") or info.get("status") or "unknown"
+        reporter.post("progress", state=state, stage=str(info.get("stage") or ""),
+                      progress=float(info.get("progress") or 0.0), eta_s=info.get("eta_s", info.get("eta")))
+        if state in TERMINAL_STATES:
+            break
+        time.sleep(POLL_INTERVAL_S / (4 if cancel_sent else 1))
+    if state == "cancelled":
+        reporter.post("cancelled", message="Cancelled", job_id=job_id)
+        return
+    if state == "failed":
+        error = info.get("error")
+        message = error.get("message") if isinstance(error, dict) else (info.get("message") or error)
+        reporter.post("failed", message=f"Engine job failed: {message or 'no reason given'}", job_id=job_id,
+                      code=(error.get("error") if isinstance(error, dict) else "job_failed") or "job_failed")
+        return
+    client.download_result(job_id, result_path, reporter.cancelled)
+    downloaded = {}
+    for which, path in conditioning_paths.items():
+        downloaded[which] = client.download_conditioning(job_id, path, which, reporter.cancelled)
+    reporter.post("succeeded", job_id=job_id, result_path=result_path, conditioning=downloaded,
+                  info={k: info.get(k) for k in ("generator", "seed", "fps", "num_frames") if k in info})
 
 
 def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, options: dict, package_path: str,

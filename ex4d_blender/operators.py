@@ -278,6 +278,37 @@ class EX4D_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class EX4D_OT_take_resume(bpy.types.Operator):
+    """Follow the selected take's job again (after the file was reopened while it ran)"""
+
+    bl_idname = "ex4d.take_resume"
+    bl_label = "Resume take"
+
+    def execute(self, context):
+        settings = context.scene.ex4d
+        if not 0 <= settings.active_take < len(settings.takes):
+            self.report({"ERROR"}, "Select a take first")
+            return {"CANCELLED"}
+        take = settings.takes[settings.active_take]
+        if not take.job_id or jobs.is_running(take.key) or take.status in takes.TERMINAL:
+            self.report({"ERROR"}, f"{take.name} is {take.status}: nothing to resume")
+            return {"CANCELLED"}
+        try:
+            client = engine_client(context)
+            folder = takes.result_dir(take.key)
+            conditioning = ({"colour": os.path.join(folder, "conditioning_colour.mp4"),
+                             "mask": os.path.join(folder, "conditioning_mask.mp4")} if take.want_conditioning else {})
+            jobs.start(take.key, context.scene.name, jobs.generate_work(
+                client.url, client.token, client.timeout_s, take.scene_id, {}, {}, os.path.join(folder, "shot.mp4"),
+                conditioning, job_id=take.job_id))
+        except USER_ERRORS as exc:
+            self.report({"ERROR"}, f"Resume: {_error_text(exc)}")
+            return {"CANCELLED"}
+        takes.ensure_timer()
+        self.report({"INFO"}, f"Following {take.name} (job {take.job_id}) again")
+        return {"FINISHED"}
+
+
 class EX4D_OT_take_show(bpy.types.Operator):
     """Compare takes: unmute this take's strip and mute the other takes' strips over the same frames"""
 
@@ -423,6 +454,7 @@ classes = (
     EX4D_OT_generate,
     EX4D_OT_regenerate,
     EX4D_OT_cancel,
+    EX4D_OT_take_resume,
     EX4D_OT_take_show,
     EX4D_OT_take_remove,
     EX4D_OT_toggle_overlay,

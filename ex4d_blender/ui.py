@@ -35,6 +35,8 @@ def _draw_takes(layout, context):
         row.operator("ex4d.take_remove", text="", icon="X")
         if jobs.is_running(take.key):
             box.operator("ex4d.cancel", icon="CANCEL")
+        elif take.status not in takes.TERMINAL and take.job_id:
+            box.operator("ex4d.take_resume", icon="PLAY")  # saved while running, file reopened
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -45,6 +45,13 @@ def test_generate_brings_back_a_strip(e2e_checks, engine_clip, blender_version):
         assert channel > strip["channel"] and start == 1 and duration == n and muted
 
 
+def test_resume_a_take_after_reopening_the_file(e2e_checks, blender_version):
+    value = check_value(e2e_checks(blender_version), "resume_after_reload")
+    assert value["result"] == ["FINISHED"]
+    assert value["take"]["status"] == "succeeded" and value["take"]["result_exists"] and value["strips"] == 1
+    assert value["again"][0] == "ERROR" and "nothing to resume" in value["again"][1]
+
+
 def test_cancel_a_queued_job(e2e_checks, blender_version):
     value = check_value(e2e_checks(blender_version), "cancel")
     assert value["cancel"] == ["FINISHED"]

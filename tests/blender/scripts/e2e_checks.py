@@ -90,6 +90,24 @@ def check_generate():
             "scene_range": [scene.frame_start, scene.frame_end], "conditioning": conditioning}
 
 
+def check_resume_after_reload():
+    """A take saved while its job ran (no worker thread after reopening) is followed again by Resume."""
+    scene = bpy.context.scene
+    done = next(t for t in scene.ex4d.takes if t.status == "succeeded")
+    client = addon.client.EngineClient(URL, TOKEN)
+    trajectory = addon.contract.Trajectory.load(done.trajectory_path)
+    job_id = client.submit_job(done.scene_id, trajectory.to_dict(), {"generator": "draft", "seed": 5})
+    take = addon.takes.new_take(scene, "resumed0001")
+    take.job_id, take.scene_id, take.status = job_id, done.scene_id, "running"
+    take.frame_start, take.frame_end, take.generator, take.seed = done.frame_start, done.frame_end, "draft", 5
+    result = call(bpy.ops.ex4d.take_resume)
+    wait()
+    take = addon.takes.find_take(scene, "resumed0001")
+    strips = addon.sequencer.strips_of_take(scene, "resumed0001")
+    return {"result": result, "take": take_state(take), "strips": len(strips),
+            "again": call(bpy.ops.ex4d.take_resume)}
+
+
 def check_cancel():
     """Two jobs in the FIFO: cancel the second while the first runs, it never starts."""
     scene = bpy.context.scene
@@ -165,6 +183,7 @@ h.emit(h.run_checks({
     "connection": check_connection,
     "import_video": check_import_video,
     "generate": check_generate,
+    "resume_after_reload": check_resume_after_reload,
     "cancel": check_cancel,
     "regenerate_and_compare": check_regenerate_and_compare,
     "bad_token_generate": check_bad_token_generate,
