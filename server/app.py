@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
             orphans = artefacts.remove_orphans(*store.known_ids())
             if orphans:
                 log.warning("removed folders left by an interrupted upload: %s", orphans)
+            artefacts.use_as_temp_dir()  # before the workers start: they inherit TMPDIR
             app.state.pool = pool = WorkerPool(settings, store)
             pool.start()
             if url:

@@ -43,6 +43,19 @@ class Artefacts:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     @property
+    def temp_dir(self) -> Path:
+        """Temporary files (multipart spooling, engine scratch) stay in the data dir, not in /tmp."""
+        return self.root / "tmp"
+
+    def use_as_temp_dir(self) -> None:
+        """Point this process's temporary files (and its children's, via TMPDIR) at ``temp_dir``."""
+        import tempfile
+
+        self.temp_dir.mkdir(exist_ok=True)
+        os.environ["TMPDIR"] = str(self.temp_dir)
+        tempfile.tempdir = str(self.temp_dir)
+
+    @property
     def database(self) -> Path:
         return self.root / "ex4d.sqlite3"
 
@@ -77,6 +90,7 @@ class Artefacts:
     def remove_orphans(self, scene_ids: set[str], job_ids: set[str]) -> list[str]:
         """Start-up: delete scene/job folders without a row (an upload cut off by a crash)."""
         removed = []
+        shutil.rmtree(self.temp_dir, ignore_errors=True)  # no process uses it yet
         for kind, known in (("scenes", scene_ids), ("jobs", job_ids)):
             for entry in (self.root / kind).iterdir():
                 if entry.name not in known:

@@ -80,6 +80,7 @@ class Worker:
         self.stop = stop
         self.pid = os.getpid()
         self.artefacts = Artefacts(config.data_dir)
+        self.artefacts.use_as_temp_dir()
         self.store = Store(self.artefacts.database)
         self.resident = Resident(Path(config.models_dir) if config.models_dir else None)
         self.gpus = probe_gpus()
