@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FRAMES, SIZE = 49, 512
+REPEATS = 3
+ONLY_TOTAL = False
+BATCHES = (8, 49)
 DEVICE = "cuda"  # --smoke runs the same code on the CPU with a short clip, to check the script before a GPU call
 
 
@@ -41,7 +45,7 @@ def reset_peak() -> None:
     import torch
 
     if DEVICE == "cuda":
-        reset_peak()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def peak_gib() -> float:
@@ -107,23 +111,24 @@ def bench_depth_anything(root: Path, frames: np.ndarray) -> dict:
     res["preprocess_49_s"], inputs = timed(lambda: processor(images=list(frames), return_tensors="pt"), 2)
     res["model_input"] = list(inputs["pixel_values"].shape)
     pixel_values = inputs["pixel_values"].to(DEVICE, next(model.parameters()).dtype)
-    for batch in (8, 49):
-        def forward():
-            with torch.inference_mode():
-                for s in range(0, FRAMES, batch):
-                    model(pixel_values=pixel_values[s:s + batch])
-        forward()
-        res[f"forward_49_batch{batch}_s"], _ = timed(forward, 3)
-    res["predict_frames_49_s"], raw = timed(
-        lambda: predict_frames(processor, model, frames, batch_size=8, device=DEVICE), 2)
-    start = time.perf_counter()
-    relative_disparity_to_depth(stabilise_disparity(raw).disparity)
-    res["stabilise_and_convert_s"] = time.perf_counter() - start
+    if not ONLY_TOTAL:  # the breakdown; the CPU run (--cpu) times the whole call only
+        for batch in BATCHES:
+            def forward():
+                with torch.inference_mode():
+                    for s in range(0, FRAMES, batch):
+                        model(pixel_values=pixel_values[s:s + batch])
+            forward()
+            res[f"forward_49_batch{batch}_s"], _ = timed(forward, REPEATS)
+        res["predict_frames_49_s"], raw = timed(
+            lambda: predict_frames(processor, model, frames, batch_size=8, device=DEVICE), min(2, REPEATS))
+        start = time.perf_counter()
+        relative_disparity_to_depth(stabilise_disparity(raw).disparity)
+        res["stabilise_and_convert_s"] = time.perf_counter() - start
     backend = get_backend("depth-anything")
-    for batch in (8, 49):
+    for batch in BATCHES:
         settings = DepthSettings(models_dir=str(root), device=DEVICE, batch_size=batch)
         reset_peak()
-        res[f"estimate_total_batch{batch}_s"], est = timed(lambda: backend.estimate(frames, settings, None), 2)
+        res[f"estimate_total_batch{batch}_s"], est = timed(lambda: backend.estimate(frames, settings, None), min(2, REPEATS))
         res[f"peak_gib_batch{batch}"] = peak_gib()
     res["flicker_before"], res["flicker_after"] = est.flicker_before, est.flicker_after
     res["depth_shape"] = list(est.depth.shape)
@@ -152,8 +157,9 @@ def bench_depthcrafter_unet() -> dict:
     import torch
     from diffusers import UNetSpatioTemporalConditionModel
 
-    with torch.device("cuda"):
-        unet = UNetSpatioTemporalConditionModel().to(torch.float16).eval()  # the SVD img2vid UNet config
+    with torch.device("cuda"):  # fast random init; a few buffers use torch.Tensor(...) and stay on the CPU,
+        unet = UNetSpatioTemporalConditionModel()  # hence the explicit .to below (the SVD img2vid UNet config)
+    unet = unet.to("cuda", torch.float16).eval()
     res: dict = {"params": sum(p.numel() for p in unet.parameters())}
     latent = SIZE // 8
     sample = torch.randn(1, FRAMES, 8, latent, latent, device="cuda", dtype=torch.float16)
@@ -177,10 +183,13 @@ def main() -> None:
     parser.add_argument("--out", default="depth_gpu.json")
     parser.add_argument("--video", help="a real clip (first 49 frames, resized to 512x512) instead of a synthetic one")
     parser.add_argument("--smoke", action="store_true", help="CPU, 4 frames at 128 px, no DepthCrafter UNet")
+    parser.add_argument("--cpu", action="store_true", help="CPU, full 49x512x512, Depth Anything only, one repeat")
     args = parser.parse_args()
-    global DEVICE, FRAMES, SIZE
+    global DEVICE, FRAMES, SIZE, REPEATS, BATCHES, ONLY_TOTAL
     if args.smoke:
         DEVICE, FRAMES, SIZE = "cpu", 4, 128
+    if args.cpu:
+        DEVICE, REPEATS, BATCHES, ONLY_TOTAL = "cpu", 1, (8,), True
     import torch
 
     from ex4d_engine.depth.hf_models import import_transformers
@@ -194,12 +203,13 @@ def main() -> None:
         for name, fn in (("depth_anything_v2_small", lambda: bench_depth_anything(Path(tmp), frames)),
                          ("depth_pro", lambda: bench_depth_pro(Path(tmp), frames)),
                          ("depthcrafter_unet", bench_depthcrafter_unet)):
-            if args.smoke and name != "depth_anything_v2_small":
+            if (args.smoke or args.cpu) and name != "depth_anything_v2_small":
                 continue
             start = time.perf_counter()
             try:
                 report[name] = fn()
             except Exception as exc:  # one failing part must not lose the others' numbers
+                traceback.print_exc()
                 report[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             report[name]["section_wall_s"] = time.perf_counter() - start
             print(name, json.dumps(report[name]), flush=True)
