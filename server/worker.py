@@ -264,8 +264,9 @@ def describe_failure(exc: BaseException, stage: str) -> tuple[str, str]:
                                     f"frames or a lower-memory profile ({_first_line(exc)})")
     if isinstance(exc, Ex4dError):
         return exc.code, exc.message
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceError.code, f"disk full during {stage}: {exc.strerror}"
+    if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                                     or "No space left on device" in str(exc)):  # ffmpeg's stderr says so
+        return ResourceError.code, f"disk full during {stage}: {exc.strerror or _first_line(exc)}"
     return "internal_error", f"{type(exc).__name__} during {stage}: {_first_line(exc)} (see the server log)"
 
 

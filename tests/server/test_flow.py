@@ -215,3 +215,17 @@ def test_depth_backend_without_weights_fails_the_recon_with_the_reason(start_ser
     assert job["state"] == "failed" and job["error"]["error"] == "resource_unavailable", job
     assert backends[0] in job["error"]["message"] or "weights" in job["error"]["message"].lower()
     assert engine.get(f"/v1/scenes/{response.json()['id']}").json()["state"] == "failed"
+
+
+def test_two_workers_share_one_queue(start_server, clip, trajectory_for):
+    """--gpus 0,1: one worker process per GPU (here both fall back to the CPU), one FIFO queue."""
+    engine = start_server("--gpus", "0,1")
+    health = engine.wait_worker_idle()
+    assert [w["slot"] for w in health["workers"]] == [0, 1]
+    assert len({w["pid"] for w in health["workers"]}) == 2
+    scene = engine.make_ready_scene(clip)
+    jobs = [engine.submit_job(scene, trajectory_for(scene), seed=i).json() for i in range(6)]
+    done = [engine.wait_job(j["id"]) for j in jobs]
+    assert [j["state"] for j in done] == ["succeeded"] * 6
+    started = [j["started_at"] for j in done]
+    assert started == sorted(started)  # taken in submission order

@@ -183,6 +183,8 @@ class OutOfMemoryError(RuntimeError):
      "GPU out of memory during generate"),
     (MemoryError(), "resource_unavailable", "host out of memory during generate"),
     (OSError(errno.ENOSPC, "No space left on device"), "resource_unavailable", "disk full during generate"),
+    (OSError("ffmpeg failed writing result.mp4: Error writing trailer: No space left on device"),
+     "resource_unavailable", "disk full during generate"),
     (InputError("trajectory has 48 frames, video has 49"), "invalid_input", "trajectory has 48 frames"),
     (JobCancelledError("cancelled by the user"), "cancelled", "cancelled by the user"),
     (ZeroDivisionError("division by zero"), "internal_error", "ZeroDivisionError during generate"),
