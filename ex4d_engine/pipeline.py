@@ -314,8 +314,9 @@ def _report(progress: Optional[Progress], fraction: float, stage: str) -> None:
         progress(float(fraction), stage)
 
 
-def write_scene_package(scene: Scene, path: str | os.PathLike, meshes: Optional[DWMeshSequence] = None) -> None:
-    """Write the Blender scene package (docs/scene_package.md) for ``scene``."""
+def write_scene_package(scene: Scene, path: str | os.PathLike, meshes: Optional[DWMeshSequence] = None,
+                        scene_id: Optional[str] = None) -> None:
+    """Write the Blender scene package (docs/scene_package.md) for ``scene``; ``scene_id``: the server's id."""
     from .scene_package import write_scene_package as write_package
 
-    write_package(scene, path, meshes if meshes is not None else build_meshes(scene))
+    write_package(scene, path, meshes if meshes is not None else build_meshes(scene), scene_id)

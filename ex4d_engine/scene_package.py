@@ -48,9 +48,9 @@ def vertex_uvs(width: int, height: int) -> np.ndarray:
     return np.stack([uu.ravel(), vv.ravel()], axis=1).astype(np.float32)
 
 
-def scene_metadata(scene: "Scene", meshes: DWMeshSequence) -> dict:
+def scene_metadata(scene: "Scene", meshes: DWMeshSequence, scene_id: str | None = None) -> dict:
     opts = scene.options.mesh
-    return {
+    meta = {
         "format": PACKAGE_FORMAT,
         "version": PACKAGE_VERSION,
         "contract_version": CONTRACT_VERSION,
@@ -78,9 +78,13 @@ def scene_metadata(scene: "Scene", meshes: DWMeshSequence) -> dict:
         "mesh_file": "mesh.npz",
         "engine_version": __version__,
     }
+    if scene_id is not None:  # the server's id: lets the add-on generate from a package imported from file
+        meta["scene_id"] = scene_id
+    return meta
 
 
-def write_scene_package(scene: "Scene", path: str | os.PathLike, meshes: DWMeshSequence) -> None:
+def write_scene_package(scene: "Scene", path: str | os.PathLike, meshes: DWMeshSequence,
+                        scene_id: str | None = None) -> None:
     """Write the package zip atomically. ``meshes`` must hold every frame (or frame 0 when static)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,7 @@ def write_scene_package(scene: "Scene", path: str | os.PathLike, meshes: DWMeshS
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with tempfile.TemporaryDirectory() as work, zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-            archive.writestr("scene.json", json.dumps(scene_metadata(scene, meshes), indent=1),
+            archive.writestr("scene.json", json.dumps(scene_metadata(scene, meshes, scene_id), indent=1),
                              compress_type=zipfile.ZIP_DEFLATED)
             mesh_bytes = io.BytesIO()
             np.savez_compressed(mesh_bytes, vertices=vertices[0], faces=meshes.faces.cpu().numpy().astype(np.int32),
