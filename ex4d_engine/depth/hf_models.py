@@ -6,6 +6,7 @@ safetensors, a config for another architecture) become :class:`ResourceError` na
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,23 @@ def import_transformers() -> Any:
     return transformers
 
 
+def load_image_processor(transformers: Any, folder: Path) -> Any:
+    """The folder's image processor; without torchvision, the PIL twin of the class its config names.
+
+    Some transformers 5.x releases make ``AutoImageProcessor`` insist on torchvision even where a PIL
+    implementation of the same processor (``DPTImageProcessorPil``) exists.
+    """
+    try:
+        return transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+    except ImportError:
+        config = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
+        name = str(config.get("image_processor_type", "")).removesuffix("Fast")
+        pil_class = getattr(transformers, f"{name}Pil", None) if name else None
+        if pil_class is None:
+            raise
+        return pil_class.from_pretrained(str(folder), local_files_only=True)
+
+
 def load_depth_model(folder: Path, spec: ModelWeights, *, device: str, dtype_name: str,
                      models_dir: Optional[str] = None) -> tuple[Any, Any]:
     """(image processor, model in eval mode on ``device``) from ``folder``; never downloads."""
@@ -53,7 +71,7 @@ def load_depth_model(folder: Path, spec: ModelWeights, *, device: str, dtype_nam
 
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype_name]
     try:
-        processor = transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+        processor = load_image_processor(transformers, folder)
         model = transformers.AutoModelForDepthEstimation.from_pretrained(
             str(folder), local_files_only=True, dtype=dtype)
     except Exception as exc:  # any loader failure on a bad folder (SafetensorError, ...)
