@@ -133,8 +133,13 @@ def load_scene(
     models_dir: Optional[str] = None,
     options: ReconOptions = ReconOptions(),
     progress: Optional[Progress] = None,
+    should_cancel: Optional[CancelCheck] = None,
 ) -> Scene:
-    """Read the clip at the working resolution and get its depth (a file or a depth model)."""
+    """Read the clip at the working resolution and get its depth (a file or a depth model).
+
+    ``should_cancel`` is checked between stages and at every progress report of the depth model,
+    so a cancelled job stops within one model step.
+    """
     if options.num_frames < 1:
         raise InputError(f"num_frames must be >= 1, got {options.num_frames}")
     if depth_file is None and depth_backend in (None, "file"):
@@ -145,6 +150,7 @@ def load_scene(
     clip = video_io.read_video(video_path, max_frames=options.num_frames, size=size)
     t, h, w = clip.frames.shape[:3]
 
+    check_cancel(should_cancel)
     _report(progress, 0.2, "depth")
     model_focal = None
     if depth_file is not None:
@@ -161,7 +167,12 @@ def load_scene(
         from .depth import estimate_depth
         from .depth.file import validate_depth
 
-        estimate = estimate_depth(depth_backend, clip.frames, models_dir=models_dir, device=options.device)
+        def depth_progress(fraction: float, stage: str) -> None:
+            check_cancel(should_cancel)
+            _report(progress, 0.2 + 0.75 * fraction, f"depth: {stage}")
+
+        estimate = estimate_depth(depth_backend, clip.frames, models_dir=models_dir, device=options.device,
+                                  progress=depth_progress)
         depth = validate_depth(estimate.depth, t, h, w, source=f"depth from {depth_backend}")
         depth_source, depth_units, model_focal = estimate.backend, estimate.units, estimate.focal_px
     if options.fov_auto and model_focal is None:

@@ -28,7 +28,7 @@ def run_recon(ctx: JobContext) -> dict[str, Any]:
     scene = load_scene(scene_row.source_path, depth_file=scene_row.depth_path,
                        depth_backend=None if backend == "file" else backend,
                        models_dir=str(ctx.resident.models_dir) if ctx.resident.models_dir else None,
-                       options=options, progress=ctx.sub("recon", 0.0, 0.5))
+                       options=options, progress=ctx.sub("recon", 0.0, 0.5), should_cancel=ctx.should_cancel)
     ctx.check_cancel()
 
     scene_dir = ctx.artefacts.scene_dir(scene_row.id)
@@ -41,7 +41,7 @@ def run_recon(ctx: JobContext) -> dict[str, Any]:
     meshes = build_meshes(scene)
     ctx.check_cancel()
     with atomic_path(scene_dir / SCENE_PACKAGE) as tmp:
-        write_scene_package(scene, tmp, meshes)
+        write_scene_package(scene, tmp, meshes, scene_id=scene_row.id)
     ctx.resident.scene(scene_row.id, lambda: scene)
     return {
         "width": scene.width, "height": scene.height, "fps": scene.fps, "num_frames": scene.num_frames,
