@@ -153,6 +153,8 @@ class WanPipeline:
         self.camera_encoder = camera_encoder
         self.times = StageTimes()
         self._cache_prompts()
+        if getattr(pipe.text_encoder, "vram_management_enabled", False):
+            self.stream_text_encoder(pipe)
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -185,6 +187,47 @@ class WanPipeline:
         if missing:
             raise ResourceError(f"diffsynth loaded no {', '.join(missing)} from the model folder")
         return pipe
+
+    @classmethod
+    def assemble(cls, *, dit, text_encoder, vae, image_encoder, tokenizer_dir: str, device: str,
+                 dtype: torch.dtype, dit_streamed: bool, vram_limit_gib: Optional[float], t5_streamed: bool = True):
+        """Build a diffsynth pipeline from models already in memory (the benchmark's random
+        full-size weights), with the same VRAM settings :meth:`load` gives file-loaded models."""
+        ensure_diffsynth()
+        from diffsynth.core.vram.layers import enable_vram_management
+        from diffsynth.models.model_loader import ModelPool
+        from diffsynth.models.wan_video_text_encoder import HuggingfaceTokenizer
+        from diffsynth.pipelines.wan_video import WanVideoPipeline
+
+        if str(device) == "cpu":
+            _cpu_accelerator_api()
+        pool = ModelPool()
+
+        def place(model, class_path, streamed):
+            if not streamed:
+                return model.to(device=device, dtype=dtype).eval()
+            config = _vram_config(device, dtype, True)
+            model = model.to(device="cpu", dtype=dtype).eval()
+            return enable_vram_management(model, pool.fetch_module_map(class_path, config),
+                                          vram_config=config, vram_limit=vram_limit_gib)
+
+        pipe = WanVideoPipeline(device=device, torch_dtype=dtype)
+        pipe.dit = place(dit, "diffsynth.models.wan_video_dit.WanModel", dit_streamed)
+        pipe.text_encoder = place(text_encoder, "diffsynth.models.wan_video_text_encoder.WanTextEncoder", t5_streamed)
+        pipe.vae = vae.to(device=device, dtype=dtype).eval()
+        pipe.image_encoder = image_encoder.to(device=device, dtype=dtype).eval()
+        pipe.tokenizer = HuggingfaceTokenizer(name=tokenizer_dir, seq_len=512, clean="whitespace")
+        pipe.height_division_factor = pipe.width_division_factor = pipe.vae.upsampling_factor * 2
+        pipe.vram_management_enabled = pipe.check_vram_management_state()
+        return pipe
+
+    @staticmethod
+    def stream_text_encoder(pipe) -> None:
+        """Run T5 layer by layer from host memory (vram limit 0) instead of moving all 11 GB onto
+        the GPU: it runs once per distinct prompt, so the transfer costs little and the peak stays low."""
+        for module in pipe.text_encoder.modules():
+            if hasattr(module, "vram_limit"):
+                module.vram_limit = 0.0
 
     def _cache_prompts(self):
         """Swap diffsynth's prompt unit for one that keeps each prompt's T5 embedding."""

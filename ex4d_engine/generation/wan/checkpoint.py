@@ -97,17 +97,14 @@ def load_ex4d_checkpoint(path: str, linear_shapes: dict[str, tuple[int, int]], d
     unexpected = sorted(k for k in state if k not in want)
     wrong = sorted(k for k in want if k in state and tuple(state[k].shape) != want[k])
     loaded = len(want) - len(missing) - len(wrong)
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[:2]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})")
-    if wrong:
-        k = wrong[0]
-        problems.append(f"{len(wrong)} with the wrong shape (e.g. {k}: {tuple(state[k].shape)}, expected {want[k]})")
-    if problems:
-        raise ResourceError(f"{path} does not match this Wan DiT: {loaded} tensors match, " + "; ".join(problems)
-                            + ". Use the released ex4d.ckpt with Wan2.1-I2V-14B-480P")
+    if missing or unexpected or wrong:
+        examples = [f"missing {missing[:2]}" if missing else "", f"unexpected {unexpected[:2]}" if unexpected else ""]
+        if wrong:
+            examples.append(f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, expected {want[wrong[0]]}")
+        raise ResourceError(
+            f"{path} does not match this Wan DiT: {loaded} tensors loaded, {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} with the wrong shape ("
+            + "; ".join(e for e in examples if e) + "). Use the released ex4d.ckpt with Wan2.1-I2V-14B-480P")
     for k in want:
         if not torch.isfinite(state[k]).all():
             raise ResourceError(f"{path}: tensor {k} holds NaN or infinite values; the file is corrupted")

@@ -147,7 +147,7 @@ def load_generator(models_dir: str, profile: str = "full", device: str = "cuda",
     ckpt = load_ex4d_checkpoint(files.ex4d_ckpt, shapes, dit.dim)
     log.info(ckpt.summary())
     if fuse_lora:
-        fuse(dit, ckpt.lora)
+        fuse(dit, ckpt.lora, compute_device=device)
     else:
         if not prof.dit_resident:
             raise InputError("unfused LoRA needs the 'full' profile")

@@ -3,8 +3,8 @@
 | profile  | DiT                                   | T5 (11 GB)          | VAE, CLIP, adapter | VAE tiling |
 |----------|---------------------------------------|---------------------|--------------------|------------|
 | full     | resident on the GPU, bf16             | host, runs on GPU*  | resident           | off        |
-| balanced | host; layers kept on the GPU up to ~26 GiB used, the rest streamed per step | host* | resident | on |
-| low      | host; layers kept on the GPU up to ~10 GiB used, the rest streamed per step | host* | resident | on |
+| balanced | host; layers kept on the GPU up to ~24 GiB used, the rest streamed per step | host* | resident | on |
+| low      | host; layers kept on the GPU up to ~14 GiB used, the rest streamed per step | host* | resident | on |
 
 (*) T5 runs once per distinct prompt: the pipeline caches prompt embeddings, so a resident
 generator pays for it on the first shot only. The GPU numbers are targets; the measured peaks
@@ -45,8 +45,8 @@ class Profile:
 
 PROFILES = {
     "full": Profile("full", dit_resident=True, vram_limit_gib=None, tiled_vae=False, min_gpu_gib=44.0, target_peak_gb=48.0),
-    "balanced": Profile("balanced", dit_resident=False, vram_limit_gib=26.0, tiled_vae=True, min_gpu_gib=30.0, target_peak_gb=36.0),
-    "low": Profile("low", dit_resident=False, vram_limit_gib=10.0, tiled_vae=True, min_gpu_gib=15.0, target_peak_gb=24.0),
+    "balanced": Profile("balanced", dit_resident=False, vram_limit_gib=24.0, tiled_vae=True, min_gpu_gib=29.0, target_peak_gb=32.0),
+    "low": Profile("low", dit_resident=False, vram_limit_gib=14.0, tiled_vae=True, min_gpu_gib=19.0, target_peak_gb=24.0),
 }
 
 

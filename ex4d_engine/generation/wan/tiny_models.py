@@ -108,7 +108,8 @@ def write_tiny_model_folder(models_dir: str, seed: int = 0, encoder_scale: float
     torch.save(tiny_checkpoint(dit, encoder_scale), os.path.join(models_dir, EX4D_CKPT))
 
 
-def tiny_checkpoint(dit, encoder_scale: float = 0.02, lora_scale: float = 0.05) -> dict:
+def tiny_checkpoint(dit, encoder_scale: float = 0.02, lora_scale: float = 0.05,
+                    hidden: int = TINY_ENCODER_HIDDEN) -> dict:
     """A state dict in the exact ``ex4d.ckpt`` key layout for ``dit``: rank-16 LoRA on every target
     plus a camera encoder whose output conv is non-zero."""
     ckpt = {}
@@ -116,7 +117,7 @@ def tiny_checkpoint(dit, encoder_scale: float = 0.02, lora_scale: float = 0.05) 
         key_a, key_b = lora_keys(name)
         ckpt[key_a] = torch.randn(TINY_LORA_RANK, linear.in_features) / linear.in_features ** 0.5
         ckpt[key_b] = torch.randn(linear.out_features, TINY_LORA_RANK) * lora_scale
-    encoder = CamVidEncoder(LATENT_CHANNELS, TINY_ENCODER_HIDDEN, dit.dim)
+    encoder = CamVidEncoder(LATENT_CHANNELS, hidden, dit.dim)
     torch.nn.init.normal_(encoder.latent_patch_embedding.weight, std=encoder_scale)
     ckpt.update(encoder.state_dict())
     return ckpt

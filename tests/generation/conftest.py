@@ -1,0 +1,66 @@
+"""Tiny random Wan2.1-I2V models in the official file layout (+ a tiny ex4d.ckpt), built once per
+session and registered with diffsynth, and generators loaded from them through the real code."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory):
+    from ex4d_engine.generation.wan.tiny_models import register_tiny_models, write_tiny_model_folder
+
+    folder = str(tmp_path_factory.mktemp("wan_tiny"))
+    write_tiny_model_folder(folder, seed=0)
+    register_tiny_models(folder)
+    return folder
+
+
+def folder_with_checkpoint(base: str, target: str, checkpoint) -> str:
+    """A model folder sharing ``base``'s Wan files (symlinks) with its own ex4d.ckpt.
+
+    ``checkpoint``: a state dict to torch.save, or raw bytes to write as is."""
+    os.makedirs(target, exist_ok=True)
+    for name in os.listdir(base):
+        if name != "ex4d.ckpt" and not os.path.exists(os.path.join(target, name)):
+            os.symlink(os.path.join(base, name), os.path.join(target, name))
+    path = os.path.join(target, "ex4d.ckpt")
+    if isinstance(checkpoint, bytes):
+        with open(path, "wb") as f:
+            f.write(checkpoint)
+    else:
+        torch.save(checkpoint, path)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_settings():
+    from ex4d_engine.generation.wan.generator import SamplerSettings
+
+    # 5-frame windows, 2 steps, 64x64 generation area: a whole shot in about a second on CPU
+    return SamplerSettings(window=5, overlap=2, steps=2, area=64 * 64)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tiny_models_dir, tiny_settings):
+    from ex4d_engine.generation.wan.generator import load_generator
+
+    return load_generator(tiny_models_dir, profile="full", device="cpu", dtype=torch.float32, settings=tiny_settings)
+
+
+@pytest.fixture
+def tiny_request():
+    """5 frames of 64x64: a gradient, the right third hidden from frame 1 on."""
+    from ex4d_engine.generation.base import GenerationRequest
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    frame = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
+    colour = np.stack([np.roll(frame, t, axis=1) for t in range(5)])
+    mask = np.full((5, 64, 64), 255, np.uint8)
+    mask[1:, :, 42:] = 0
+    colour[mask == 0] = 0
+    return GenerationRequest(colour=colour, mask=mask, fps=12.0, seed=3)
