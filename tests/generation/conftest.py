@@ -20,21 +20,25 @@ def tiny_models_dir(tmp_path_factory):
     return folder
 
 
-def folder_with_checkpoint(base: str, target: str, checkpoint) -> str:
-    """A model folder sharing ``base``'s Wan files (symlinks) with its own ex4d.ckpt.
+@pytest.fixture(scope="session")
+def checkpoint_folder(tiny_models_dir, tmp_path_factory):
+    """make(checkpoint) -> a model folder sharing the tiny Wan files (symlinks) with its own ex4d.ckpt;
+    ``checkpoint`` is a state dict to torch.save, or raw bytes written as is."""
 
-    ``checkpoint``: a state dict to torch.save, or raw bytes to write as is."""
-    os.makedirs(target, exist_ok=True)
-    for name in os.listdir(base):
-        if name != "ex4d.ckpt" and not os.path.exists(os.path.join(target, name)):
-            os.symlink(os.path.join(base, name), os.path.join(target, name))
-    path = os.path.join(target, "ex4d.ckpt")
-    if isinstance(checkpoint, bytes):
-        with open(path, "wb") as f:
-            f.write(checkpoint)
-    else:
-        torch.save(checkpoint, path)
-    return target
+    def make(checkpoint) -> str:
+        target = str(tmp_path_factory.mktemp("ckpt_folder"))
+        for name in os.listdir(tiny_models_dir):
+            if name != "ex4d.ckpt":
+                os.symlink(os.path.join(tiny_models_dir, name), os.path.join(target, name))
+        path = os.path.join(target, "ex4d.ckpt")
+        if isinstance(checkpoint, bytes):
+            with open(path, "wb") as f:
+                f.write(checkpoint)
+        else:
+            torch.save(checkpoint, path)
+        return target
+
+    return make
 
 
 @pytest.fixture(scope="session")
