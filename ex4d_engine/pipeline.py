@@ -47,7 +47,9 @@ class ReconOptions:
         max_long_side / size_multiple: working resolution rule (seed: 1024 / 64).
         mesh: DW-mesh construction options.
         renderer: "auto", "opengl" or "nvdiffrast".
-        device: torch device for mesh building ("auto": CUDA when present).
+        device: torch device for mesh building and depth models ("auto": CUDA when present).
+        depthcrafter_repo: the user's DepthCrafter checkout (``depthcrafter`` backend only).
+        stabilise_depth: temporal scale/shift stabilisation of per-frame depth models.
     """
 
     num_frames: int = 49
@@ -60,6 +62,8 @@ class ReconOptions:
     mesh: MeshOptions = field(default_factory=MeshOptions)
     renderer: str = "auto"
     device: str = "auto"
+    depthcrafter_repo: Optional[str] = None
+    stabilise_depth: bool = True
 
 
 @dataclass
@@ -172,7 +176,8 @@ def load_scene(
             _report(progress, 0.2 + 0.75 * fraction, f"depth: {stage}")
 
         estimate = estimate_depth(depth_backend, clip.frames, models_dir=models_dir, device=options.device,
-                                  progress=depth_progress)
+                                  progress=depth_progress, depthcrafter_repo=options.depthcrafter_repo,
+                                  stabilise=options.stabilise_depth)
         depth = validate_depth(estimate.depth, t, h, w, source=f"depth from {depth_backend}")
         depth_source, depth_units, model_focal = estimate.backend, estimate.units, estimate.focal_px
     if options.fov_auto and model_focal is None:

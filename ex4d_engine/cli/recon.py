@@ -33,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--depth_file", help="depth: .npz/.npy (T,H,W), folder of EXR or 16-bit PNG (mm)")
     p.add_argument("--depth_backend", help="depth model instead of a file (see `ex4d models`)")
     p.add_argument("--models_dir", help="where depth model weights live (for --depth_backend)")
+    p.add_argument("--depthcrafter_repo", help="your DepthCrafter checkout (--depth_backend depthcrafter)")
+    p.add_argument("--no_stabilise", action="store_true", help="no temporal stabilisation of per-frame depth")
     p.add_argument("--num_frames", type=int, default=49, help="frames taken from the clip (default 49)")
     p.add_argument("--only_first_frame", type=int, nargs="?", const=1, default=0, choices=(0, 1),
                    help="static scene: frame 0's mesh for every camera")
@@ -130,7 +132,8 @@ def _options(args: argparse.Namespace):
         raise InputError(f"--pixel_offset must be 0.5 (exact) or 0 (seed), got {args.pixel_offset}")
     return ReconOptions(num_frames=args.num_frames, only_first_frame=bool(args.only_first_frame), fov_deg=fov,
                         focal_px=args.focal, fov_auto=fov_auto, renderer=args.renderer, device=args.device,
-                        mesh=MeshOptions(pixel_offset=args.pixel_offset))
+                        mesh=MeshOptions(pixel_offset=args.pixel_offset), depthcrafter_repo=args.depthcrafter_repo,
+                        stabilise_depth=not args.no_stabilise)
 
 
 def _read_trajectory(path: str, scene):
