@@ -120,7 +120,7 @@ def load_generator(models_dir: str, profile: str = "full", device: str = "cuda",
 
     Args:
         profile: "full", "balanced" or "low" (:mod:`.profiles`); checked against the GPU first.
-        dtype: torch dtype of the weights; bfloat16 by default.
+        dtype: torch dtype of the weights; bfloat16 on a GPU, float32 on the CPU (no fast bf16 there).
         fuse_lora: fuse the LoRA into the DiT weights (default) or keep it as peft layers (the seed's way).
         compile_dit: torch.compile the DiT blocks; default on for CUDA with the ``full`` profile.
 
@@ -139,7 +139,7 @@ def load_generator(models_dir: str, profile: str = "full", device: str = "cuda",
     prof = get_profile(profile)
     files = resolve(models_dir)
     check_gpu_fits(prof, device)
-    dtype = dtype or torch.bfloat16
+    dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
     pipe = WanPipeline.load(files, device=device, dtype=dtype, dit_streamed=not prof.dit_resident,
                             vram_limit_gib=prof.vram_limit_gib)
     dit = pipe.dit

@@ -70,6 +70,23 @@ def _encoder_file(models_dir: str, stem: str) -> Optional[str]:
     return None
 
 
+MODELS_DIR_ENV = "EX4D_MODELS_DIR"
+WAN_FOLDER_NAME = WAN_REPO.split("/")[-1]
+
+
+def wan_folder(models_dir: Optional[str] = None) -> str:
+    """The Wan folder: ``models_dir`` itself when it holds the DiT shards, else
+    ``<models_dir>/Wan2.1-I2V-14B-480P`` (the layout ``ex4d models`` uses); ``models_dir`` defaults
+    to ``$EX4D_MODELS_DIR``."""
+    root = models_dir or os.environ.get(MODELS_DIR_ENV)
+    if not root:
+        raise NotFoundError(f"no model folder given: pass --models_dir or set ${MODELS_DIR_ENV}.\n"
+                            + download_commands(f"$EX4D_MODELS_DIR/{WAN_FOLDER_NAME}"))
+    if glob.glob(os.path.join(root, DIT_GLOB)) or not os.path.isdir(os.path.join(root, WAN_FOLDER_NAME)):
+        return root
+    return os.path.join(root, WAN_FOLDER_NAME)
+
+
 def locate(models_dir: str) -> dict:
     """Component -> path(s) or None; no file is opened."""
     dit = sorted(glob.glob(os.path.join(models_dir, DIT_GLOB)))
@@ -179,3 +196,38 @@ def convert_pth_to_safetensors(models_dir: str) -> list[str]:
         os.replace(tmp, dst)
         written.append(dst)
     return written
+
+
+@dataclass(frozen=True)
+class Need:
+    """One file of the folder, for ``ex4d models`` (no file is opened)."""
+
+    name: str
+    found: bool
+    location: str
+    licence: str
+    get_command: str
+    problem: Optional[str] = None
+
+
+LICENCE = "Apache-2.0 (Wan2.1 weights: Wan2.1 README; EX-4D: its repository's LICENSE)"
+
+
+def list_needs(models_dir: Optional[str]) -> tuple[str, list[Need]]:
+    """(folder, what it needs) for ``ex4d models list``; cheap: file presence only."""
+    try:
+        folder = wan_folder(models_dir)
+    except NotFoundError:
+        folder = f"$EX4D_MODELS_DIR/{WAN_FOLDER_NAME}"
+    found = locate(folder) if os.path.isdir(folder) else {}
+    wan_cmd = f"hf download {WAN_REPO} --local-dir {folder}"
+    rows = [("dit (7 shards)", "dit", wan_cmd), ("umT5-XXL text encoder", "text_encoder", wan_cmd),
+            ("CLIP image encoder", "image_encoder", wan_cmd), ("VAE", "vae", wan_cmd),
+            ("tokenizer google/umt5-xxl", "tokenizer", wan_cmd),
+            ("ex4d.ckpt (LoRA + camera encoder)", "ex4d_ckpt", f"hf download {EX4D_REPO} {EX4D_CKPT} --local-dir {folder}")]
+    needs = []
+    for label, key, cmd in rows:
+        path = found.get(key)
+        where = (path[0] if isinstance(path, list) else path) if path else folder
+        needs.append(Need(label, bool(path), where, "Apache-2.0", cmd))
+    return folder, needs

@@ -1,0 +1,132 @@
+"""``ex4d generate``: colour + mask render -> generated video (the seed's generate.py).
+
+Accepts the seed's flags (``--color_video --mask_video --output_video --num_frames --seed
+--num_inference_steps --device``) plus ``--models_dir --profile --steps --frames --prompt
+--negative_prompt --generator``. Unlike the seed, the aspect ratio is kept (480P-area size), the
+output is written at the input's fps, and more frames than one 49-frame window are generated as
+a long shot. ``--generator draft`` (OpenCV inpainting) needs no weights.
+The output is written to a temporary name and renamed only once complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("generate", help="fill the hidden parts of a colour/mask render (Wan2.1 + EX-4D)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generation_args(p)
+    p.add_argument("--color_video", "--colour_video", required=True, help="masked colour render (color_{cam}.mp4)")
+    p.add_argument("--mask_video", required=True, help="mask render, white = visible (mask_{cam}.mp4 or PNG folder)")
+    p.add_argument("--output_video", required=True, help="where the generated mp4 goes")
+    p.set_defaults(func=run)
+
+
+def add_generation_args(p: argparse.ArgumentParser) -> None:
+    """The generator options shared by ``generate`` and ``run``."""
+    p.add_argument("--generator", choices=("wan", "draft"), default="wan",
+                   help="wan (Wan2.1-I2V-14B + EX-4D, needs the weights) or draft (OpenCV inpainting, no weights)")
+    p.add_argument("--models_dir", "--models-dir", help="Wan2.1-I2V-14B-480P folder with ex4d.ckpt, or its parent "
+                   "(default $EX4D_MODELS_DIR); `ex4d models check DIR` tells what is missing")
+    p.add_argument("--profile", choices=("full", "balanced", "low"), default="full",
+                   help="VRAM profile: full (about 40 GB, fastest), balanced (about 26 GB), low (about 15 GB)")
+    p.add_argument("--device", default="cuda", help="torch device (default cuda)")
+    p.add_argument("--frames", "--num_frames", type=int, default=49,
+                   help="frames to generate from the start of the render (default 49, one window; 0 = all, "
+                        "longer shots are generated window by window)")
+    p.add_argument("--steps", "--num_inference_steps", type=int, default=25, help="sampler steps (default 25)")
+    p.add_argument("--seed", type=int, default=0, help="noise and mask-erosion seed (default 0)")
+    p.add_argument("--prompt", help="positive prompt (default: the seed's fixed prompt)")
+    p.add_argument("--negative_prompt", help="negative prompt (default: the seed's)")
+    p.add_argument("--area", type=int, default=832 * 480,
+                   help="pixels of the generation size, kept at the input's aspect (default 399360 = 480P)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..video_io import probe
+
+    colour, mask, fps = read_inputs(args.color_video, args.mask_video, args.frames)
+    video = generate_frames(args, colour, mask, fps)
+    write_output(args.output_video, video, fps)
+    info = probe(args.output_video)
+    print(f"wrote {args.output_video} ({info.num_frames} frames, {info.width}x{info.height}, {info.fps:g} fps)")
+    return 0
+
+
+def read_inputs(colour_path: str, mask_path: str, frames: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(T, H, W, 3) colour, (T, H, W) mask and the colour video's fps; both trimmed to ``frames``."""
+    from ..video_io import read_mask_video, read_video
+
+    if frames < 0:
+        raise InputError(f"--frames must be >= 0 (0 = all), got {frames}")
+    limit = frames or None
+    clip = read_video(colour_path, max_frames=limit)
+    if os.path.isdir(mask_path):
+        mask = _read_mask_pngs(mask_path, limit)
+    else:
+        mask = read_mask_video(mask_path, max_frames=limit)
+    if mask.shape[1:] != clip.frames.shape[1:3]:
+        raise InputError(f"mask is {mask.shape[2]}x{mask.shape[1]}, colour is {clip.width}x{clip.height}")
+    if len(mask) != clip.num_frames:
+        raise InputError(f"mask has {len(mask)} frames, colour has {clip.num_frames}")
+    return clip.frames, mask, clip.fps
+
+
+def _read_mask_pngs(folder: str, limit) -> np.ndarray:
+    import cv2
+
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(".png"))[:limit]
+    if not names:
+        raise InputError(f"mask folder {folder} holds no PNG files")
+    masks = [cv2.imread(os.path.join(folder, n), cv2.IMREAD_GRAYSCALE) for n in names]
+    return np.where(np.stack(masks) > 127, 255, 0).astype(np.uint8)
+
+
+def build_generator(args: argparse.Namespace):
+    if args.generator == "draft":
+        from ..generation.draft import DraftGenerator
+
+        return DraftGenerator()
+    from ..generation.wan.generator import SamplerSettings, load_generator
+    from ..generation.wan.model_folder import wan_folder
+
+    if args.area < 256:
+        raise InputError(f"--area must be at least 256 pixels, got {args.area}")
+    return load_generator(wan_folder(args.models_dir), profile=args.profile, device=args.device,
+                          settings=SamplerSettings(area=args.area))
+
+
+def generate_frames(args: argparse.Namespace, colour: np.ndarray, mask: np.ndarray, fps: float,
+                    generator=None) -> np.ndarray:
+    from ..generation.base import GenerationRequest
+    from .progress import ProgressBar
+
+    if args.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
+    generator = generator or build_generator(args)
+    request = GenerationRequest(colour=colour, mask=mask, fps=fps, seed=args.seed, steps=args.steps,
+                                prompt=args.prompt, negative_prompt=args.negative_prompt)
+    with ProgressBar(f"generate ({generator.name})") as bar:
+        return generator.generate(request, progress=bar.update)
+
+
+def write_output(path: str, video: np.ndarray, fps: float) -> None:
+    """Write to a temporary name in the same folder, then rename: no half-written mp4 is left behind."""
+    from ..video_io import write_video
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base, ext = os.path.splitext(os.path.basename(path))
+    tmp = os.path.join(folder, f".{base}.partial{ext or '.mp4'}")
+    try:
+        write_video(tmp, video, fps, crf=10)  # the seed's quality 8 = crf 10
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

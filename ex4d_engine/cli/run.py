@@ -1,0 +1,73 @@
+"""``ex4d run``: clip -> depth -> DW-mesh render along a camera path -> generated video, in one go.
+
+The same as ``ex4d recon`` followed by ``ex4d generate``, without writing the intermediate videos
+(``--keep_conditioning`` writes them too). Writes ``<output_dir>/output_{cam}.mp4`` at the clip's fps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import InputError
+from .generate import add_generation_args, generate_frames, write_output
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ..presets import preset_names_help
+
+    p = subparsers.add_parser("run", help="one shot: video -> recon -> generate",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input_video", required=True, help="source clip")
+    p.add_argument("--cam", default="180", help=f"camera preset: {preset_names_help()} (default 180)")
+    p.add_argument("--trajectory", help="camera path file instead of --cam (see `ex4d recon --help`)")
+    p.add_argument("--depth_file", help="depth: .npz/.npy (T,H,W), folder of EXR or 16-bit PNG (mm)")
+    p.add_argument("--depth_backend", help="depth model instead of a file (see `ex4d models`)")
+    p.add_argument("--fov", type=float, help="source horizontal field of view in degrees")
+    p.add_argument("--focal", type=float, help="source focal length in working-resolution pixels")
+    p.add_argument("--renderer", default="auto", help="auto, opengl or nvdiffrast")
+    p.add_argument("--output_dir", default="./outputs", help="where output_{cam}.mp4 goes (default ./outputs)")
+    p.add_argument("--keep_conditioning", action="store_true", help="also write color_{cam}.mp4 and mask_{cam}.mp4")
+    add_generation_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import pipeline
+    from ..presets import is_preset
+    from .progress import ProgressBar
+    from .recon import _read_trajectory
+
+    if args.trajectory is None and not is_preset(args.cam):
+        raise InputError(f"unknown camera preset {args.cam!r}")
+    if args.frames < 0:
+        raise InputError(f"--frames must be >= 0 (0 = all), got {args.frames}")
+    generator = None
+    if args.generator == "wan":  # load (and check) the weights before spending time on the recon
+        from .generate import build_generator
+
+        generator = build_generator(args)
+    options = pipeline.ReconOptions(num_frames=args.frames or 10 ** 6, fov_deg=args.fov, focal_px=args.focal,
+                                    renderer=args.renderer)
+    with ProgressBar("scene") as bar:
+        scene = pipeline.load_scene(args.input_video, depth_file=args.depth_file, depth_backend=args.depth_backend,
+                                    models_dir=args.models_dir, options=options, progress=bar.update)
+    if args.trajectory:
+        trajectory = _read_trajectory(args.trajectory, scene)
+        cam = Path(args.trajectory.rstrip("/")).name.split(".")[0]
+    else:
+        trajectory = pipeline.preset_trajectory(scene, args.cam)
+        cam = args.cam
+    with ProgressBar(f"render {cam}") as bar:
+        conditioning = pipeline.render_conditioning(scene, trajectory, progress=bar.update)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.keep_conditioning:
+        pipeline.save_conditioning(conditioning, trajectory.fps, out_dir / f"color_{cam}.mp4",
+                                   out_dir / f"mask_{cam}.mp4", "mp4")
+    video = generate_frames(args, conditioning.colour, conditioning.mask, trajectory.fps, generator)
+    output = out_dir / f"output_{cam}.mp4"
+    write_output(os.fspath(output), video, trajectory.fps)
+    print(f"wrote {output} ({len(video)} frames, {video.shape[2]}x{video.shape[1]}, {trajectory.fps:g} fps)")
+    return 0
