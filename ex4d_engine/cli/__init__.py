@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import Ex4dError
 
 #: Sub-command modules, in the order ``ex4d --help`` lists them.
-COMMAND_MODULES = ["recon", "demo", "trajectory", "depth", "models", "serve"]
+COMMAND_MODULES = ["recon", "demo", "trajectory", "depth", "models", "serve", "generate", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:

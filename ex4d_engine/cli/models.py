@@ -43,8 +43,18 @@ def depth_section(args: argparse.Namespace) -> Section:
     return Section("Depth backends (--backend / --depth_backend)", rows)
 
 
+def generation_section(args: argparse.Namespace) -> Section:
+    from ..generation.wan.model_folder import LICENCE, list_needs
+
+    folder, needs = list_needs(args.models_dir)
+    rows = [Row("draft", "OpenCV inpainting, no weights (previews, tests)", "yours", True, []),
+            Row("wan", f"Wan2.1-I2V-14B-480P + EX-4D in {folder} (`ex4d models check DIR` verifies the files)",
+                LICENCE, all(n.found for n in needs), needs)]
+    return Section("Generators (ex4d generate --generator)", rows)
+
+
 #: Sections in the order they are printed: ``fn(args) -> Section``.
-SECTIONS: list[Callable[[argparse.Namespace], Section]] = [depth_section]
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [depth_section, generation_section]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lst = sub.add_parser("list", help="list models (the default)")
     _add_common(lst)
     lst.set_defaults(func=run_list)
+    from .models_check import add_check_parser
+
+    add_check_parser(sub)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
