@@ -61,8 +61,12 @@ def _wan_status(models_dir: Optional[Path]) -> GeneratorStatus:
     return GeneratorStatus("wan", True, None, present, missing)
 
 
-def load_generator(name: str, models_dir: Optional[Path], profile: Optional[str]) -> Any:
-    """Build a resident generator. Raises ResourceError with the reason when it is not available."""
+def load_generator(name: str, models_dir: Optional[Path], profile: Optional[str], group_size: int = 1) -> Any:
+    """Build a resident generator. Raises ResourceError with the reason when it is not available.
+
+    ``group_size`` > 1: the worker owns that many GPUs; Wan runs as a sequence-parallel torchrun gang
+    over them (:mod:`ex4d_engine.generation.wan.parallel`). The draft generator needs no group.
+    """
     status = generator_status(name, models_dir)
     if not status.available:
         raise ResourceError(f"generator {name!r} is not available: {status.reason}")
@@ -70,6 +74,11 @@ def load_generator(name: str, models_dir: Optional[Path], profile: Optional[str]
         from ex4d_engine.generation.draft import DraftGenerator
 
         return DraftGenerator()
+    if group_size > 1:
+        from ex4d_engine.generation.wan.parallel import GangGenerator, GangSpec
+
+        return GangGenerator(GangSpec(size=group_size, generator="wan",
+                                      models_dir=str(models_dir) if models_dir else None, profile=profile))
     from ex4d_engine.generation import wan
 
     return wan.load_generator(str(models_dir) if models_dir else None, profile)

@@ -43,6 +43,10 @@ class WorkerInfo(BaseModel):
     job_id: Optional[str]
     device: str
     restarts: int
+    gpu_group: list[int] = Field(default_factory=list,
+                                 description="the CUDA indices this worker owns (--gpus/--group-size); [] for auto/cpu")
+    cuda_visible_devices: Optional[str] = Field(None, description="CUDA_VISIBLE_DEVICES inside the worker")
+    last_exit: Optional[str] = Field(None, description="why this slot's previous worker process ended, if it did")
 
 
 class GeneratorInfo(BaseModel):

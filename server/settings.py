@@ -36,8 +36,11 @@ class Settings(BaseSettings):
     token_file: Optional[Path] = None
     import_roots: list[Path] = Field(default_factory=list)
     models_dir: Optional[Path] = None
-    #: "auto" (one worker, default device), "cpu", or GPU indices "0,1" (one worker each).
+    #: "auto" (one worker, default device), "cpu", or GPU indices "0,1" (one worker per group).
     gpus: str = "auto"
+    #: GPUs per worker: each worker owns a group of this many GPUs and runs the Wan generator as one
+    #: sequence-parallel gang over them. Must divide the number of --gpus and Wan's 40 attention heads.
+    group_size: int = Field(1, ge=1)
     preload: bool = False
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -59,14 +62,34 @@ class Settings(BaseSettings):
         return self.token is not None or self.token_file is not None
 
     def worker_devices(self) -> list[str]:
-        """One entry per worker: "auto", "cpu" or a CUDA index as a string."""
+        """One entry per worker: "auto", "cpu", or its GPU group as CUDA indices ("0", "0,1")."""
+        return [",".join(group) for group in self.gpu_groups()]
+
+    def gpu_groups(self) -> list[list[str]]:
+        """--gpus split into consecutive groups of --group-size (``[["auto"]]`` / ``[["cpu"]]`` without indices)."""
+        from ex4d_engine.generation.wan.parallel import check_group_size
+
         spec = self.gpus.strip().lower()
         if spec in ("auto", "cpu"):
-            return [spec]
+            if self.group_size != 1:
+                raise InputError(f"--group-size {self.group_size} needs GPU indices: --gpus 0,1,... "
+                                 f"(got --gpus {self.gpus!r})")
+            return [[spec]]
         parts = [p.strip() for p in spec.split(",") if p.strip()]
         if not parts or not all(p.isdigit() for p in parts):
             raise InputError(f"--gpus must be 'auto', 'cpu' or GPU indices like '0,1', got {self.gpus!r}")
-        return parts
+        parts = [str(int(p)) for p in parts]
+        repeated = sorted({p for p in parts if parts.count(p) > 1}, key=int)
+        if repeated:
+            raise InputError(f"--gpus lists GPU {', '.join(repeated)} more than once: {self.gpus!r}")
+        try:
+            check_group_size(self.group_size)
+        except InputError as exc:
+            raise InputError(f"--group-size {self.group_size}: {exc.message}") from None
+        if len(parts) % self.group_size:
+            raise InputError(f"--group-size {self.group_size} does not divide the {len(parts)} GPUs of "
+                             f"--gpus {','.join(parts)}")
+        return [parts[i:i + self.group_size] for i in range(0, len(parts), self.group_size)]
 
     def check_bind(self) -> None:
         """Refuse a non-loopback bind unless the token was given explicitly."""

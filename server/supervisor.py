@@ -1,7 +1,9 @@
-"""Starts the worker processes, restarts one that dies, and stops them in order.
+"""Starts the worker processes (one per GPU group), restarts one that dies, and stops them in order.
 
 Lives in the HTTP process (a thread; no FastAPI import). A worker that dies while running a job
-fails that job with the exit reason; the queue goes on with a fresh worker.
+fails that job with the exit reason; the queue goes on with a fresh worker. A group whose worker
+keeps dying (a crash loop: a broken GPU, a gang that cannot start) is restarted with growing
+back-off, on its own clock: the other groups keep taking jobs and are restarted at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 import threading
 import time
 from typing import Optional
+
+from ex4d_engine.generation.wan.parallel import MULTICAST_OFF_ENV
 
 from .settings import Settings
 from .store import Store
@@ -34,6 +38,8 @@ class _Slot:
         self.started_at = 0.0
         self.restarts = 0
         self.backoff_s = 0.0
+        self.restart_at: Optional[float] = None  # monotonic time of a pending restart
+        self.last_exit: Optional[str] = None
         self.wake = None
         self.stop = None
 
@@ -50,6 +56,8 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ public
     def start(self) -> None:
+        # Workers inherit this at exec (spawn), and the gangs they start inherit it from them.
+        os.environ.update(MULTICAST_OFF_ENV)
         # Processes are spawned from the monitor thread only: the worker's parent-death signal is
         # tied to the thread that created it, and this thread lives until stop().
         self._thread = threading.Thread(target=self._monitor, name="ex4d-supervisor", daemon=True)
@@ -93,11 +101,20 @@ class WorkerPool:
         self._started.set()
         while not self._stopping.is_set():
             sentinels = {slot.process.sentinel: slot for slot in self._slots if slot.process is not None}
-            ready = multiprocessing.connection.wait(list(sentinels), timeout=0.5)
+            pending = [slot.restart_at for slot in self._slots if slot.restart_at is not None]
+            timeout = max(0.0, min([0.5] + [at - time.monotonic() for at in pending]))
+            ready = multiprocessing.connection.wait(list(sentinels), timeout=timeout) if sentinels else []
+            if not sentinels:
+                self._stopping.wait(timeout)
             if self._stopping.is_set():
                 break
             for sentinel in ready:
                 self._handle_death(sentinels[sentinel])
+            now = time.monotonic()
+            for slot in self._slots:
+                if slot.restart_at is not None and slot.restart_at <= now:
+                    slot.restart_at = None
+                    self._spawn(slot)
 
     def _spawn(self, slot: _Slot) -> None:
         slot.wake = self._context.Event()
@@ -107,6 +124,7 @@ class WorkerPool:
             slot=slot.index, device=slot.device, data_dir=str(s.data_dir),
             models_dir=str(s.models_dir) if s.models_dir else None, preload=s.preload,
             min_free_mb=s.min_free_mb, progress_interval_s=s.progress_interval_s, parent_pid=os.getpid(),
+            last_exit=slot.last_exit,
         )
         process = self._context.Process(target=worker_main, args=(config, slot.wake, slot.stop),
                                         name=f"ex4d-worker-{slot.index}", daemon=True)
@@ -118,19 +136,30 @@ class WorkerPool:
         log.info("worker %d started (pid %d, device %s)", slot.index, process.pid, slot.device)
 
     def _handle_death(self, slot: _Slot) -> None:
+        """Fail its job, then schedule the restart (at once, or after the crash-loop back-off)."""
         process = slot.process
         process.join(1)
+        slot.process = None
         reason = _exit_reason(process.exitcode)
         failed = self.store.fail_jobs_of_worker(
             process.pid, f"the worker process died ({reason}) while running this job; it has been restarted")
-        log.error("worker %d (pid %d) died (%s); failed jobs: %s", slot.index, process.pid, reason, failed or "none")
+        log.error("worker %d (device %s, pid %d) died (%s); failed jobs: %s", slot.index, slot.device, process.pid,
+                  reason, failed or "none")
         lived = time.monotonic() - slot.started_at
         slot.backoff_s = 0.0 if lived > QUICK_DEATH_S else min(MAX_BACKOFF_S, max(1.0, slot.backoff_s * 2))
         slot.restarts += 1
-        self.store.set_worker(slot.index, pid=None, state="restarting", device=slot.device, restarts=slot.restarts)
-        if slot.backoff_s and self._stopping.wait(slot.backoff_s):
-            return
-        self._spawn(slot)
+        slot.last_exit = reason
+        slot.restart_at = time.monotonic() + slot.backoff_s
+        if slot.backoff_s:
+            log.warning("worker %d keeps dying; next start in %.0f s", slot.index, slot.backoff_s)
+        self.store.set_worker(slot.index, pid=None, state="restarting", device=slot.device, restarts=slot.restarts,
+                              info={"gpu_group": _group_indices(slot.device), "last_exit": reason,
+                                    "restart_in_s": slot.backoff_s})
+
+
+def _group_indices(device: str) -> list[int]:
+    parts = device.split(",")
+    return [int(p) for p in parts] if all(p.isdigit() for p in parts) else []
 
 
 def _exit_reason(exitcode: Optional[int]) -> str:

@@ -37,13 +37,34 @@ class WorkerConfig:
     """What a worker needs; plain data so it pickles into the spawned process."""
 
     slot: int
-    device: str  # "auto", "cpu" or a CUDA index
+    device: str  # "auto", "cpu", or the GPU group's CUDA indices ("0", "0,1")
     data_dir: str
     models_dir: Optional[str]
     preload: bool
     min_free_mb: int
     progress_interval_s: float
     parent_pid: int
+    #: Why the previous worker of this slot ended (health shows it), None at first start.
+    last_exit: Optional[str] = None
+
+    @property
+    def gpu_group(self) -> list[int]:
+        """The real CUDA indices this worker owns ([] for "auto"/"cpu")."""
+        return [int(i) for i in self.device.split(",")] if is_gpu_group(self.device) else []
+
+
+def is_gpu_group(device: str) -> bool:
+    return all(part.isdigit() for part in device.split(","))
+
+
+def worker_environment(device: str) -> dict[str, str]:
+    """Variables a worker sets for itself (and the gangs it starts): its GPU group, multicast off."""
+    from ex4d_engine.generation.wan.parallel import MULTICAST_OFF_ENV
+
+    env = dict(MULTICAST_OFF_ENV)
+    if is_gpu_group(device):
+        env["CUDA_VISIBLE_DEVICES"] = device
+    return env
 
 
 class ServerStopping(Exception):
@@ -53,8 +74,7 @@ class ServerStopping(Exception):
 # ---------------------------------------------------------------------- process entry
 def worker_main(config: WorkerConfig, wake, stop) -> None:
     """Entry point of the worker process."""
-    if config.device.isdigit():  # before anything can import torch
-        os.environ["CUDA_VISIBLE_DEVICES"] = config.device
+    os.environ.update(worker_environment(config.device))  # before anything can import torch
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the server, which stops us in order
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # stop at the next step, give the job back
     _die_with_parent(config.parent_pid)
@@ -82,35 +102,41 @@ class Worker:
         self.artefacts = Artefacts(config.data_dir)
         self.artefacts.use_as_temp_dir()
         self.store = Store(self.artefacts.database)
-        self.resident = Resident(Path(config.models_dir) if config.models_dir else None)
+        group = config.gpu_group
+        self.resident = Resident(Path(config.models_dir) if config.models_dir else None, max(1, len(group)))
         self.gpus = probe_gpus()
-        if config.device.isdigit():  # CUDA_VISIBLE_DEVICES made it cuda:0 here; report the real index
-            self.gpus = [dict(gpu, index=int(config.device)) for gpu in self.gpus]
-        self.device_name = f"cuda:{self.gpus[0]['index']}" if self.gpus else "cpu"
+        if group:  # CUDA_VISIBLE_DEVICES renumbered the group from cuda:0 here; report the real indices
+            self.gpus = [dict(gpu, index=group[gpu["index"]]) for gpu in self.gpus if gpu["index"] < len(group)]
+        self.device_name = "cuda:" + ",".join(str(g["index"]) for g in self.gpus) if self.gpus else "cpu"
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         self._announce("starting")
-        if self.config.preload:
-            self.resident.preload()
-        self._announce("idle")
-        while not self._should_stop():
-            claimed = self.store.claim_next(self.pid)
-            if claimed is None:
-                self.wake.wait(IDLE_WAIT_S)
-                self.wake.clear()
-                continue
-            job, token = claimed
-            self._announce("busy", job.id)
-            self.run_job(job, token)
+        try:
+            if self.config.preload:
+                self.resident.preload()
             self._announce("idle")
+            while not self._should_stop():
+                claimed = self.store.claim_next(self.pid)
+                if claimed is None:
+                    self.wake.wait(IDLE_WAIT_S)
+                    self.wake.clear()
+                    continue
+                job, token = claimed
+                self._announce("busy", job.id)
+                self.run_job(job, token)
+                self._announce("idle")
+        finally:
+            self.resident.close()  # a group's torchrun gang stops with its worker
 
     def _should_stop(self) -> bool:
         return self.stop.is_set() or os.getppid() != self.config.parent_pid
 
     def _announce(self, state: str, job_id: Optional[str] = None) -> None:
         self.store.set_worker(self.config.slot, pid=self.pid, state=state, device=self.device_name, job_id=job_id,
-                              info={"gpus": self.gpus, "loaded": self.resident.loaded_names()})
+                              info={"gpus": self.gpus, "loaded": self.resident.loaded_names(),
+                                    "gpu_group": self.config.gpu_group, "last_exit": self.config.last_exit,
+                                    "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
 
     # ------------------------------------------------------------------ one job
     def run_job(self, job: JobRow, token: str) -> None:
@@ -212,8 +238,9 @@ class Resident:
 
     SCENES_KEPT = 2
 
-    def __init__(self, models_dir: Optional[Path]):
+    def __init__(self, models_dir: Optional[Path], group_size: int = 1):
         self.models_dir = models_dir
+        self.group_size = group_size
         self._generators: dict[tuple[str, Optional[str]], Any] = {}
         self._scenes: collections.OrderedDict[str, Any] = collections.OrderedDict()
 
@@ -222,7 +249,7 @@ class Resident:
 
         key = (name, profile)
         if key not in self._generators:
-            self._generators[key] = load_generator(name, self.models_dir, profile)
+            self._generators[key] = load_generator(name, self.models_dir, profile, group_size=self.group_size)
         return self._generators[key]
 
     def scene(self, scene_id: str, load: Callable[[], Any]) -> Any:
@@ -244,6 +271,17 @@ class Resident:
                     self.generator(name, None)
                 except Ex4dError as exc:
                     log.warning("preload of %s failed: %s", name, exc.message)
+
+    def close(self) -> None:
+        """Release what holds processes (a GPU group's gang)."""
+        for generator in self._generators.values():
+            close = getattr(generator, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001 - shutting down anyway
+                    log.warning("closing %s failed: %s", getattr(generator, "name", generator), exc)
+        self._generators.clear()
 
     def loaded_names(self) -> list[str]:
         return sorted({name for name, _ in self._generators})

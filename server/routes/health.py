@@ -29,6 +29,8 @@ def health(store: StoreDep, settings: SettingsDep) -> Health:
         version=__version__, contract_version=CONTRACT_VERSION,
         gpus=[GpuInfo(**g) for g in gpus.values()],
         workers=[WorkerInfo(slot=w.slot, pid=w.pid, state=w.state, job_id=w.job_id, device=w.device,
-                            restarts=w.restarts) for w in workers],
+                            restarts=w.restarts, gpu_group=w.info.get("gpu_group", []),
+                            cuda_visible_devices=w.info.get("cuda_visible_devices"),
+                            last_exit=w.info.get("last_exit")) for w in workers],
         generators=generators, depth_backends=depth_backends(), queue_length=store.queue_length(),
     )

@@ -235,6 +235,10 @@ class GangGenerator:
         """The next message from rank 0; ``idle()`` may return a synthetic message while waiting."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
+            if idle is not None:  # before every message: the caller's cancel check is rate-limited itself
+                synthetic = idle()
+                if synthetic is not None:
+                    return synthetic
             try:
                 if self.conn.poll(POLL_S):
                     return self.conn.recv()
@@ -244,10 +248,6 @@ class GangGenerator:
                 raise self._died(stage)
             if deadline is not None and time.monotonic() > deadline:
                 raise ResourceError(f"the GPU group's gang did not finish {stage} within {timeout_s:.0f} s")
-            if idle is not None:
-                synthetic = idle()
-                if synthetic is not None:
-                    return synthetic
 
     def _died(self, stage: str) -> ResourceError:
         try:
@@ -354,8 +354,10 @@ def load_rank(args: argparse.Namespace, info: RankInfo) -> RankRuntime:
 
     from .adapter import ensure_diffsynth
     from .generator import load_generator
+    from .model_folder import resolve
 
     ensure_diffsynth()
+    resolve(args.models_dir)  # a missing file is named before NCCL and xfuser start
     from diffsynth.utils.xfuser import initialize_usp
 
     initialize_usp("cuda")  # diffsynth's own: NCCL group, xfuser SP = Ulysses = world size, set_device(rank)
