@@ -159,7 +159,7 @@ def memory_snapshot() -> dict:
 @torch.no_grad()
 def vae_probe(pipe) -> dict:
     """Decode time and peak, untiled vs tiled, with the DiT resident (the full profile's decode)."""
-    latent = torch.randn(1, 16, (FRAMES - 1) // 4 + 1, SIDE // 8, SIDE // 8, device=DEVICE, dtype=torch.bfloat16)
+    latent = torch.randn(1, 16, (min(FRAMES, 49) - 1) // 4 + 1, SIDE // 8, SIDE // 8, device=DEVICE, dtype=torch.bfloat16)
     probe = {}
     for tiled in (False, True):
         if DEVICE == "cuda":
@@ -214,7 +214,7 @@ def run_config(name: str, steps: int, out_dir: str, area: int = 0) -> dict:
     result["area"] = area
     settings = SamplerSettings(steps=steps, tiled_vae=False if name == "seed" else profile.tiled_vae, area=area)
     generator = WanGenerator(pipeline, settings, profile=profile.name)
-    colour, mask = test_input()
+    colour, mask = test_input(FRAMES, SIDE)
     request = GenerationRequest(colour=colour, mask=mask, fps=30.0, seed=0, steps=steps)
     shots = 2 if name == "full" else 1
     result["shots"] = []
@@ -222,7 +222,7 @@ def run_config(name: str, steps: int, out_dir: str, area: int = 0) -> dict:
 
     width, height = pick_size(SIDE, SIDE, area)
     result["size"] = [width, height]
-    flops = 2 * dit_flops(FRAMES, height, width)  # CFG: two forwards per step
+    flops = 2 * dit_flops(min(FRAMES, settings.window), height, width)  # CFG: two forwards per step
     for shot in range(shots):
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
@@ -236,14 +236,16 @@ def run_config(name: str, steps: int, out_dir: str, area: int = 0) -> dict:
         result["shots"].append(dict(
             wall_s=wall, ray_encode_s=times.ray_encode, prepare_s=times.prepare, denoise_s=times.denoise,
             steps=times.steps, step_median_s=median_step, step_first_s=times.per_step[0], decode_s=times.decode,
-            dit_vae_s=times.ray_encode + times.denoise + times.decode,
+            dit_vae_s=times.ray_encode + times.denoise + times.decode, windows=generator.windows_run,
             dit_mfu=flops / median_step / (rate * 1e12), finite=bool(np.isfinite(video).all()),
             output_std=float(video.std()), **memory_snapshot()))
         print(f"[{name}] shot {shot + 1}: {result['shots'][-1]}", flush=True)
     if name == "full":
         result["vae_probe"] = vae_probe(pipeline.pipe)
         print(f"[{name}] vae probe: {result['vae_probe']}", flush=True)
-    with open(os.path.join(out_dir, f"gen_{name}{'_area' + str(area) if area != EX4D_AREA else ''}.json"), "w") as f:
+    result["frames"] = FRAMES
+    suffix = ("_area" + str(area) if area != EX4D_AREA else "") + ("_frames" + str(FRAMES) if FRAMES != 49 else "")
+    with open(os.path.join(out_dir, f"gen_{name}{suffix}.json"), "w") as f:
         json.dump(result, f, indent=1)
     return result
 
@@ -288,16 +290,19 @@ def main() -> int:
     parser.add_argument("--out", default=os.environ.get("OUT", "out"))
     parser.add_argument("--timeout", type=int, default=240, help="seconds per config (all)")
     parser.add_argument("--area", type=int, default=0, help="generation area for ours (default: EX-4D's 512x512)")
+    parser.add_argument("--frames", type=int, default=49, help="frames of the test render (>49: a long shot)")
     parser.add_argument("--dry-run", action="store_true", help="tiny models on CPU: check the script only")
     args = parser.parse_args()
     if args.dry_run:
         use_tiny_models()
+    global FRAMES
+    FRAMES = args.frames if not args.dry_run else FRAMES
     os.makedirs(args.out, exist_ok=True)
     configs = ["seed", "full", "balanced", "low", "t5io"] if args.config == "all" else args.config.split(",")
     if len(configs) > 1:
         for name in configs:
             cmd = [sys.executable, __file__, "--config", name, "--steps", str(args.steps),
-                   "--short-steps", str(args.short_steps), "--out", args.out, "--area", str(args.area)] + (["--dry-run"] if DRY else [])
+                   "--short-steps", str(args.short_steps), "--out", args.out, "--area", str(args.area), "--frames", str(args.frames)] + (["--dry-run"] if DRY else [])
             try:
                 subprocess.run(cmd, timeout=args.timeout, check=False)
             except subprocess.TimeoutExpired:
