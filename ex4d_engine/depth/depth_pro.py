@@ -34,6 +34,10 @@ DEPTH_PRO = ModelWeights(
 )
 
 
+#: Depth Pro runs at 1536x1536 (35 ViT-L patches per frame): 8 frames at once ran an 80 GB H100 out of
+#: memory (bench/depth_gpu.py, 2026-11-24), so it takes at most this many frames per pass.
+MAX_BATCH = 2
+
 class DepthProBackend:
     name = "depth-pro"
     description = "Apple Depth Pro (transformers): metric depth + focal length for --fov auto"
@@ -60,7 +64,7 @@ class DepthProBackend:
         model, prep = load_model(folder, device, settings.models_dir)
 
         # 2. Canonical inverse depth and FOV per frame
-        canonical, fov_deg = predict_frames(model, prep, frames, batch_size=settings.batch_size,
+        canonical, fov_deg = predict_frames(model, prep, frames, batch_size=min(settings.batch_size, MAX_BATCH),
                                             device=device, progress=progress)
 
         # 3. One focal length for the clip -> metric inverse depth
