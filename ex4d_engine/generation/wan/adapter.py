@@ -55,9 +55,13 @@ def apply_torchvision_shim() -> bool:
             return False
     except (OSError, RuntimeError):
         pass
-    _shim_library = torch.library.Library("torchvision", "DEF")
-    for schema in _TORCHVISION_OPS:
-        _shim_library.define(schema)
+    try:
+        library = torch.library.Library("torchvision", "DEF")
+        for schema in _TORCHVISION_OPS:
+            library.define(schema)
+    except RuntimeError:  # already defined (the depth package applies the same shim)
+        return False
+    _shim_library = library
     return True
 
 
@@ -277,7 +281,8 @@ class WanPipeline:
 
         pipe = self.pipe
         start = time.perf_counter()
-        pipe.load_models_to_device(["vae"])
+        if getattr(pipe.vae, "vram_management_enabled", False):  # else the VAE is resident: keep the DiT where it is
+            pipe.load_models_to_device(["vae"])
         to_video = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(3, 0, 1, 2)[None].to(
             device=pipe.device, dtype=pipe.torch_dtype)
         encode = lambda v: pipe.vae.encode(v, device=pipe.device, tiled=tiled).to(device=pipe.device, dtype=pipe.torch_dtype)

@@ -115,12 +115,13 @@ class WanGenerator:
                          for f in canvas])
 
 
-def load_generator(models_dir: str, profile: str = "full", device: str = "cuda", *, dtype=None,
+def load_generator(models_dir: Optional[str], profile: str = "full", device: str = "cuda", *, dtype=None,
                    fuse_lora: bool = True, compile_dit: Optional[bool] = None,
                    settings: Optional[SamplerSettings] = None) -> WanGenerator:
     """Load the Wan2.1-I2V-14B-480P pipeline + ex4d.ckpt from ``models_dir`` once (for the server).
 
     Args:
+        models_dir: the Wan folder or its parent (:func:`.model_folder.wan_folder`); None: ``$EX4D_MODELS_DIR``.
         profile: "full", "balanced" or "low" (:mod:`.profiles`); checked against the GPU first.
         dtype: torch dtype of the weights; bfloat16 on a GPU, float32 on the CPU (no fast bf16 there).
         fuse_lora: fuse the LoRA into the DiT weights (default) or keep it as peft layers (the seed's way).
@@ -135,11 +136,11 @@ def load_generator(models_dir: str, profile: str = "full", device: str = "cuda",
     from .adapter import WanPipeline
     from .checkpoint import build_camera_encoder, load_ex4d_checkpoint
     from .lora import fuse_lora as fuse, inject_unfused_lora, target_linears
-    from .model_folder import resolve
+    from .model_folder import resolve, wan_folder
     from .profiles import check_gpu_fits, get_profile
 
     prof = get_profile(profile)
-    files = resolve(models_dir)
+    files = resolve(wan_folder(models_dir))
     check_gpu_fits(prof, device)
     dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
     pipe = WanPipeline.load(files, device=device, dtype=dtype, dit_streamed=not prof.dit_resident,
