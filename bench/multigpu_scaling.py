@@ -32,7 +32,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from ex4d_engine.generation.wan.parallel import MULTICAST_OFF_ENV, check_group_size  # noqa: E402
+from ex4d_engine.generation.gpu_groups import MULTICAST_OFF_ENV, check_group_size  # noqa: E402
 
 #: Wan2.1-I2V-14B DiT (diffsynth WanModel kwargs).
 I2V_14B = dict(has_image_input=True, patch_size=[1, 2, 2], in_dim=36, dim=5120, ffn_dim=13824, freq_dim=256,

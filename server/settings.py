@@ -67,7 +67,7 @@ class Settings(BaseSettings):
 
     def gpu_groups(self) -> list[list[str]]:
         """--gpus split into consecutive groups of --group-size (``[["auto"]]`` / ``[["cpu"]]`` without indices)."""
-        from ex4d_engine.generation.wan.parallel import check_group_size
+        from ex4d_engine.generation.gpu_groups import check_group_size
 
         spec = self.gpus.strip().lower()
         if spec in ("auto", "cpu"):

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Optional
 
-from ex4d_engine.generation.wan.parallel import MULTICAST_OFF_ENV
+from ex4d_engine.generation.gpu_groups import MULTICAST_OFF_ENV
 
 from .settings import Settings
 from .store import Store

@@ -59,7 +59,7 @@ def is_gpu_group(device: str) -> bool:
 
 def worker_environment(device: str) -> dict[str, str]:
     """Variables a worker sets for itself (and the gangs it starts): its GPU group, multicast off."""
-    from ex4d_engine.generation.wan.parallel import MULTICAST_OFF_ENV
+    from ex4d_engine.generation.gpu_groups import MULTICAST_OFF_ENV
 
     env = dict(MULTICAST_OFF_ENV)
     if is_gpu_group(device):

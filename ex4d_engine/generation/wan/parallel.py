@@ -9,9 +9,8 @@ broadcasts each request to the other ranks, every rank runs the same steps (canc
 are broadcast too, so no rank leaves a collective alone), and rank 0 sends back progress and
 the video. A gang that dies fails the job it ran and is started again for the next one.
 
-This module imports no torch at module level (the server's HTTP process reads
-:func:`check_group_size`). NVLink multicast stays off in every process it starts
-(:data:`MULTICAST_OFF_ENV`).
+This module imports no torch at module level. The group rules (sizes, :data:`MULTICAST_OFF_ENV`) live in
+:mod:`ex4d_engine.generation.gpu_groups`; NVLink multicast stays off in every process started here.
 """
 
 from __future__ import annotations
@@ -32,13 +31,10 @@ from multiprocessing.connection import Client, Listener
 from typing import Optional
 
 from ...errors import Ex4dError, InputError, JobCancelledError, NotFoundError, ResourceError
+from ..gpu_groups import MULTICAST_OFF_ENV, WAN_ATTENTION_HEADS, check_group_size  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-#: Attention heads of Wan2.1-I2V-14B; a USP group's size must divide them (Ulysses splits heads).
-WAN_ATTENTION_HEADS = 40
-#: NVLink multicast off in NCCL, PyTorch symmetric memory and NVSHMEM, in every process we start.
-MULTICAST_OFF_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 #: The socket's shared secret travels in the environment, never on the command line.
 AUTHKEY_ENV = "EX4D_GANG_AUTHKEY"
 #: Generators a gang can run: "wan" (USP over NCCL) or "draft" (gloo on CPU: tests the gang itself).
@@ -46,14 +42,6 @@ GANG_GENERATORS = ("wan", "draft")
 START_TIMEOUT_S = 900.0  # loading 14B weights on every rank takes minutes
 POLL_S = 0.05
 _ERRORS = {cls.code: cls for cls in (InputError, NotFoundError, ResourceError, JobCancelledError)}
-
-
-def check_group_size(size: int, heads: int = WAN_ATTENTION_HEADS) -> None:
-    """Raise InputError unless ``size`` GPUs can share one Wan generator (Ulysses splits the heads)."""
-    divisors = [d for d in range(1, heads + 1) if heads % d == 0]
-    if size < 1 or heads % size:
-        raise InputError(f"a GPU group of {size} cannot split Wan's {heads} attention heads; the group size must "
-                         f"divide {heads}: {', '.join(map(str, divisors))}")
 
 
 @dataclass(frozen=True)
