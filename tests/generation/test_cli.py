@@ -120,3 +120,18 @@ def test_run_video_to_generated_video(tiny_video, tiny_models_dir, tmp_path):
     info = probe(out_dir / "output_30.mp4")
     assert info.num_frames == 9 and info.fps == 24.0
     assert (out_dir / "color_30.mp4").is_file() and (out_dir / "mask_30.mp4").is_file()
+
+
+def test_package_api_for_the_server(tiny_models_dir, tmp_path):
+    import subprocess
+    import sys
+
+    import ex4d_engine.generation.wan as wan
+
+    assert wan.models_status(tiny_models_dir) == {"present": [n.name for n in wan.model_folder.list_needs(tiny_models_dir)[1]],
+                                                  "missing": []}
+    status = wan.models_status(str(tmp_path))
+    assert status["present"] == [] and "ex4d.ckpt (LoRA + camera encoder)" in status["missing"]
+    # the server's HTTP process imports the package for health checks: it must not pull in torch
+    code = "import sys, ex4d_engine.generation.wan; assert 'torch' not in sys.modules, 'torch imported'"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -122,7 +122,7 @@ def load_generator(models_dir: Optional[str], profile: str = "full", device: str
 
     Args:
         models_dir: the Wan folder or its parent (:func:`.model_folder.wan_folder`); None: ``$EX4D_MODELS_DIR``.
-        profile: "full", "balanced" or "low" (:mod:`.profiles`); checked against the GPU first.
+        profile: "full", "balanced" or "low" (:mod:`.profiles`; None = "full"); checked against the GPU first.
         dtype: torch dtype of the weights; bfloat16 on a GPU, float32 on the CPU (no fast bf16 there).
         fuse_lora: fuse the LoRA into the DiT weights (default) or keep it as peft layers (the seed's way).
         compile_dit: torch.compile the DiT blocks; default on for CUDA with the ``full`` profile.
@@ -139,7 +139,7 @@ def load_generator(models_dir: Optional[str], profile: str = "full", device: str
     from .model_folder import resolve, wan_folder
     from .profiles import check_gpu_fits, get_profile
 
-    prof = get_profile(profile)
+    prof = get_profile(profile or "full")
     files = resolve(wan_folder(models_dir))
     check_gpu_fits(prof, device)
     dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)

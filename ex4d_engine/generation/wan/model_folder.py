@@ -231,3 +231,9 @@ def list_needs(models_dir: Optional[str]) -> tuple[str, list[Need]]:
         where = (path[0] if isinstance(path, list) else path) if path else folder
         needs.append(Need(label, bool(path), where, "Apache-2.0", cmd))
     return folder, needs
+
+
+def models_status(models_dir: Optional[str]) -> dict:
+    """{"present": [...], "missing": [...]} component names, for the server's health (no file opened)."""
+    _, needs = list_needs(models_dir)
+    return {"present": [n.name for n in needs if n.found], "missing": [n.name for n in needs if not n.found]}
