@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import numpy as np
 
@@ -98,8 +99,10 @@ def build_generator(args: argparse.Namespace):
 
     if args.area < 256:
         raise InputError(f"--area must be at least 256 pixels, got {args.area}")
-    return load_generator(wan_folder(args.models_dir), profile=args.profile, device=args.device,
-                          settings=SamplerSettings(area=args.area))
+    generator = load_generator(wan_folder(args.models_dir), profile=args.profile, device=args.device,
+                               settings=SamplerSettings(area=args.area))
+    print(generator.pipeline.checkpoint_summary, file=sys.stderr)
+    return generator
 
 
 def generate_frames(args: argparse.Namespace, colour: np.ndarray, mask: np.ndarray, fps: float,

@@ -36,7 +36,9 @@ def test_generate_with_tiny_wan_models(tiny_models_dir, render_videos, tmp_path,
     assert (info.num_frames, info.width, info.height, info.fps) == (9, 64, 48, 24.0)
     assert read_video(out).frames.std() > 1
     assert os.listdir(out.parent) == ["output.mp4"], "no temporary file left behind"
-    assert "wrote" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out
+    assert "ex4d.ckpt: 48 tensors loaded, 0 missing, 0 unexpected" in captured.err
 
 
 def test_generate_frames_limit_and_draft(render_videos, tmp_path):

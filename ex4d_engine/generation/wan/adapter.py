@@ -173,6 +173,7 @@ class WanPipeline:
 
         if str(device) == "cpu":
             _cpu_accelerator_api()
+        os.environ.setdefault("DIFFSYNTH_SKIP_DOWNLOAD", "True")  # local files only, never the network
 
         configs = [
             ModelConfig(path=list(files.dit), **_vram_config(device, dtype, dit_streamed)),
