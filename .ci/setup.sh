@@ -30,7 +30,8 @@ PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 $PIP install --upgrade pip
 $PIP install "torch==2.13.0"
 if [ "$mode" = test ]; then
-  $PIP install -e ".[dev,server,depth,generate]" "torch==2.13.0"
+  # torch and torchvision pinned on one line, or pip may replace the CPU torch with a CUDA one
+  $PIP install -e ".[dev,server,depth,generate]" "torch==2.13.0" "torchvision==0.28.0"
   # Blender versions the add-on is tested on, each in its own venv (bpy wheels are CPython 3.11 only).
   for spec in "42 bpy==4.2.23" "45 bpy==4.5.15" "50 bpy==5.0.1"; do
     set -- $spec

@@ -8,63 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ResourceError
+from ..torchvision_shim import apply_torchvision_shim
 from .weights import ModelWeights, load_error
-
-
-#: Op schemas torchvision's Python code registers fakes for at import (``_meta_registrations``).
-_TORCHVISION_OP_SCHEMAS = (
-    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-)
-_torchvision_shim = None
-
-
-def ensure_torchvision_importable() -> None:
-    """Let ``import torchvision`` succeed when its compiled ops cannot load.
-
-    PyPI's torchvision wheel is a CUDA build; next to a CPU-only torch its ``_C`` library fails to
-    load and ``import torchvision`` dies on ``register_fake("torchvision::nms")`` ("operator
-    torchvision::nms does not exist"), which takes every transformers vision model down with it.
-    Defining the two op schemas first makes the import work; the image transforms transformers uses
-    are plain torch and never call those ops. The generation package does the same before importing
-    diffsynth (``generation/wan/adapter.py``); whichever runs first defines them, once.
-    """
-    global _torchvision_shim
-    import glob
-    import importlib.util
-
-    if "torchvision" in sys.modules or _torchvision_shim is not None:
-        return
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    import torch
-
-    libs = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "_C*.so"))
-    try:
-        if libs:
-            torch.ops.load_library(libs[0])
-            return
-    except (OSError, RuntimeError):
-        pass
-    try:
-        library = torch.library.Library("torchvision", "DEF")
-        for schema in _TORCHVISION_OP_SCHEMAS:
-            library.define(schema)
-        _torchvision_shim = library
-    except RuntimeError:  # already defined by the generation package's shim
-        pass
 
 
 def import_transformers() -> Any:
     """``transformers``, or ResourceError saying how to install it."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces next to local_files_only
-    ensure_torchvision_importable()
+    apply_torchvision_shim()
     try:
         import transformers
     except ImportError as exc:

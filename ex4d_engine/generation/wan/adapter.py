@@ -11,8 +11,6 @@ branches -- exactly where the seed's patched ``WanModel.forward`` added it.
 from __future__ import annotations
 
 import contextlib
-import glob
-import importlib.util
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,48 +20,9 @@ import numpy as np
 import torch
 
 from ...errors import ResourceError
+from ...torchvision_shim import apply_torchvision_shim
 
 DIFFSYNTH_VERSION = "2.1.12"
-
-_TORCHVISION_OPS = (
-    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-)
-_shim_library = None
-
-
-def apply_torchvision_shim() -> bool:
-    """Define torchvision's nms/qnms op schemas when its compiled ops cannot load.
-
-    PyPI's torchvision wheel is a CUDA build; against CPU-only torch its ``_C`` library fails to
-    load and ``import torchvision`` then dies on ``register_fake("torchvision::nms")``. transformers
-    and diffsynth import torchvision, so define the two schemas first. Wan never calls them.
-    Returns True when the shim was needed. Must run before torchvision is imported.
-    """
-    global _shim_library
-    import sys
-
-    if "torchvision" in sys.modules or _shim_library is not None:
-        return False
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    libs = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "_C*.so"))
-    try:
-        if libs:
-            torch.ops.load_library(libs[0])
-            return False
-    except (OSError, RuntimeError):
-        pass
-    try:
-        library = torch.library.Library("torchvision", "DEF")
-        for schema in _TORCHVISION_OPS:
-            library.define(schema)
-    except RuntimeError:  # already defined (the depth package applies the same shim)
-        return False
-    _shim_library = library
-    return True
-
 
 def ensure_diffsynth():
     """Import diffsynth (after the shim), or raise ResourceError telling how to install it."""
