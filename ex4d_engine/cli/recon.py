@@ -58,18 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
-    options = _options(args)
-    if args.trajectory is None and not is_preset(args.cam):
-        raise InputError(f"unknown camera preset {args.cam!r}; use {preset_names_help()}")
-    with ProgressBar("scene") as bar:
-        scene = pipeline.load_scene(args.input_video, depth_file=args.depth_file, depth_backend=args.depth_backend,
-                                    models_dir=args.models_dir, options=options, progress=bar.update)
-    if args.trajectory:
-        trajectory = _read_trajectory(args.trajectory, scene)
-        cam = Path(args.trajectory.rstrip("/")).name.split(".")[0]
-    else:
-        trajectory = pipeline.preset_trajectory(scene, args.cam, use_seed_rounds=not args.no_seed_rounds)
-        cam = args.cam
+    scene, trajectory, cam = scene_and_path(args, _options(args), use_seed_rounds=not args.no_seed_rounds)
 
     with ProgressBar(f"render {cam}") as bar:
         conditioning = pipeline.render_conditioning(scene, trajectory, progress=bar.update)
@@ -113,6 +102,24 @@ def run(args: argparse.Namespace) -> int:
           f"{scene.fps:g} fps, f = {scene.intrinsics.focal_px:g} px [{scene.intrinsics.source}], "
           f"{100 * conditioning.mask.mean() / 255:.1f}% visible)")
     return 0
+
+
+def scene_and_path(args: argparse.Namespace, options, use_seed_rounds: bool = True):
+    """The clip as a Scene and the camera path (``--trajectory`` file or ``--cam`` preset) with its name.
+
+    Shared by ``ex4d recon`` and ``ex4d run``; the preset name is checked before any decoding.
+    """
+    from .. import pipeline
+
+    if args.trajectory is None and not is_preset(args.cam):
+        raise InputError(f"unknown camera preset {args.cam!r}; use {preset_names_help()}")
+    with ProgressBar("scene") as bar:
+        scene = pipeline.load_scene(args.input_video, depth_file=args.depth_file, depth_backend=args.depth_backend,
+                                    models_dir=args.models_dir,
+                                    options=options, progress=bar.update)
+    if args.trajectory:
+        return scene, _read_trajectory(args.trajectory, scene), Path(args.trajectory.rstrip("/")).name.split(".")[0]
+    return scene, pipeline.preset_trajectory(scene, args.cam, use_seed_rounds=use_seed_rounds), args.cam
 
 
 def _options(args: argparse.Namespace):

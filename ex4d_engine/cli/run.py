@@ -35,12 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
-    from ..presets import is_preset
+    from ..presets import is_preset, preset_names_help
     from .progress import ProgressBar
-    from .recon import _read_trajectory
+    from .recon import scene_and_path
 
-    if args.trajectory is None and not is_preset(args.cam):
-        raise InputError(f"unknown camera preset {args.cam!r}")
+    if args.trajectory is None and not is_preset(args.cam):  # before minutes of weight loading
+        raise InputError(f"unknown camera preset {args.cam!r}; use {preset_names_help()}")
     if args.frames < 0:
         raise InputError(f"--frames must be >= 0 (0 = all), got {args.frames}")
     generator = None
@@ -50,15 +50,7 @@ def run(args: argparse.Namespace) -> int:
         generator = build_generator(args)
     options = pipeline.ReconOptions(num_frames=args.frames or 10 ** 6, fov_deg=args.fov, focal_px=args.focal,
                                     renderer=args.renderer)
-    with ProgressBar("scene") as bar:
-        scene = pipeline.load_scene(args.input_video, depth_file=args.depth_file, depth_backend=args.depth_backend,
-                                    models_dir=args.models_dir, options=options, progress=bar.update)
-    if args.trajectory:
-        trajectory = _read_trajectory(args.trajectory, scene)
-        cam = Path(args.trajectory.rstrip("/")).name.split(".")[0]
-    else:
-        trajectory = pipeline.preset_trajectory(scene, args.cam)
-        cam = args.cam
+    scene, trajectory, cam = scene_and_path(args, options)
     with ProgressBar(f"render {cam}") as bar:
         conditioning = pipeline.render_conditioning(scene, trajectory, progress=bar.update)
     out_dir = Path(args.output_dir)
