@@ -22,7 +22,7 @@ from .base import (ComponentStatus, DepthEstimate, DepthSettings, ProgressFn, ch
 from .conversion import relative_disparity_to_depth
 from .hf_models import load_depth_model
 from .stabilise import affine_flicker, stabilise_disparity, stabilise_keeping_scale
-from .weights import ModelWeights, locate, require
+from .weights import ModelWeights, require, weights_status
 
 DEPTH_ANYTHING_V2_SMALL = ModelWeights(
     repo_id="depth-anything/Depth-Anything-V2-Small-hf",
@@ -40,12 +40,7 @@ class DepthAnythingBackend:
     weights = DEPTH_ANYTHING_V2_SMALL
 
     def components(self, settings: DepthSettings) -> list[ComponentStatus]:
-        found = locate(self.weights, settings.models_dir)
-        return [ComponentStatus(
-            name=f"weights {self.weights.repo_id}", found=found.found,
-            location=str(found.folder) if found.found else " | ".join(found.searched),
-            licence=self.weights.licence, get_command=self.weights.download_command(settings.models_dir),
-            problem=found.problem)]
+        return [weights_status(self.weights, settings.models_dir)]
 
     def estimate(self, frames: np.ndarray, settings: DepthSettings,
                  progress: Optional[ProgressFn] = None) -> DepthEstimate:

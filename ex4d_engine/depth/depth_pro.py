@@ -25,7 +25,7 @@ from .base import (ComponentStatus, DepthEstimate, DepthSettings, ProgressFn, ch
                    resolve_device)
 from .hf_models import import_transformers
 from .stabilise import affine_flicker, stabilise_keeping_scale
-from .weights import ModelWeights, load_error, locate, require
+from .weights import ModelWeights, load_error, require, weights_status
 
 DEPTH_PRO = ModelWeights(
     repo_id="apple/DepthPro-hf",
@@ -38,6 +38,7 @@ DEPTH_PRO = ModelWeights(
 #: memory (bench/depth_gpu.py, 2026-11-24), so it takes at most this many frames per pass.
 MAX_BATCH = 2
 
+
 class DepthProBackend:
     name = "depth-pro"
     description = "Apple Depth Pro (transformers): metric depth + focal length for --fov auto"
@@ -47,12 +48,7 @@ class DepthProBackend:
     weights = DEPTH_PRO
 
     def components(self, settings: DepthSettings) -> list[ComponentStatus]:
-        found = locate(self.weights, settings.models_dir)
-        return [ComponentStatus(
-            name=f"weights {self.weights.repo_id}", found=found.found,
-            location=str(found.folder) if found.found else " | ".join(found.searched),
-            licence=self.weights.licence, get_command=self.weights.download_command(settings.models_dir),
-            problem=found.problem)]
+        return [weights_status(self.weights, settings.models_dir)]
 
     def estimate(self, frames: np.ndarray, settings: DepthSettings,
                  progress: Optional[ProgressFn] = None) -> DepthEstimate:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ResourceError
+from .base import ComponentStatus
 
 MODELS_DIR_ENV = "EX4D_MODELS_DIR"
 
@@ -144,6 +145,15 @@ def locate(spec: ModelWeights, models_dir: Optional[str | os.PathLike] = None) -
         where = " or ".join(searched) if candidates else "the Hugging Face cache (no --models-dir / $EX4D_MODELS_DIR given)"
         problems.append(f"not found in {where}")
     return WeightsLocation(None, searched, problems[0])
+
+
+def weights_status(spec: ModelWeights, models_dir: Optional[str | os.PathLike] = None) -> ComponentStatus:
+    """What ``ex4d models`` shows for one set of weights: found where, or where it looked and how to get it."""
+    found = locate(spec, models_dir)
+    return ComponentStatus(
+        name=f"weights {spec.repo_id}", found=found.found,
+        location=str(found.folder) if found.found else " | ".join(found.searched),
+        licence=spec.licence, get_command=spec.download_command(models_dir), problem=found.problem)
 
 
 def require(spec: ModelWeights, models_dir: Optional[str | os.PathLike] = None, *, what: str = "") -> Path:
