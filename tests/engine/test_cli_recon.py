@@ -76,7 +76,7 @@ def test_malformed_trajectory_is_refused(tmp_path, tiny_video, mutate, expect):
     result, out = recon(tmp_path, video, depth, "--trajectory", write_bad_trajectory(tmp_path, mutate))
     assert result.returncode == 2
     assert expect in result.stderr
-    assert not list(out.glob("color_*")) if out.exists() else True
+    assert not out.exists() or not list(out.glob("color_*"))
 
 
 def test_trajectory_longer_than_the_clip_is_refused(tmp_path, tiny_video):
