@@ -10,113 +10,29 @@ The CLI (``ex4d recon``), the server and the demo all go through here::
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from . import video_io
-from .contract import Trajectory, TrajectoryError
+from .contract import Trajectory
 from .errors import InputError
 from .generation.base import CancelCheck, check_cancel
-from .intrinsics import Intrinsics, resolve_intrinsics
-from .mesh import DWMeshSequence, MeshOptions, build_dwmesh
+from .intrinsics import resolve_intrinsics
+from .mesh import DWMeshSequence, build_dwmesh
 from .presets import make_preset, pivot_radius
 from .raster import get_rasterizer
 from .raster.base import Rasterizer, mvp_matrices
+from .scene import ReconOptions, Scene  # noqa: F401  (re-exported: the pipeline's inputs)
 
 #: progress(fraction 0..1, stage)
 Progress = Callable[[float, str], None]
 
 #: The seed's visibility threshold on rendered alpha (0..255).
 MASK_ALPHA_THRESHOLD = 125
-
-
-@dataclass(frozen=True)
-class ReconOptions:
-    """Options of the reconstruction, recorded in the scene.
-
-    Attributes:
-        num_frames: frames taken from the start of the clip (seed: 49); a shorter clip uses all it has.
-        only_first_frame: static scene: frame 0's mesh for every camera.
-        fov_deg / focal_px: source intrinsics (horizontal FOV, or focal in working-resolution pixels);
-            neither: the seed's f = 500 px; ``fov_auto``: the depth model's estimate.
-        max_long_side / size_multiple: working resolution rule (seed: 1024 / 64).
-        mesh: DW-mesh construction options.
-        renderer: "auto", "opengl" or "nvdiffrast".
-        device: torch device for mesh building and depth models ("auto": CUDA when present).
-        depthcrafter_repo: the user's DepthCrafter checkout (``depthcrafter`` backend only).
-        stabilise_depth: temporal scale/shift stabilisation of per-frame depth models.
-    """
-
-    num_frames: int = 49
-    only_first_frame: bool = False
-    fov_deg: Optional[float] = None
-    focal_px: Optional[float] = None
-    fov_auto: bool = False
-    max_long_side: int = 1024
-    size_multiple: int = 64
-    mesh: MeshOptions = field(default_factory=MeshOptions)
-    renderer: str = "auto"
-    device: str = "auto"
-    depthcrafter_repo: Optional[str] = None
-    stabilise_depth: bool = True
-
-
-@dataclass
-class Scene:
-    """A reconstructed clip: source frames, depth and source intrinsics at the working resolution."""
-
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    depth: np.ndarray  # (T, H, W) float32, planar z-depth
-    intrinsics: Intrinsics
-    fps: float
-    depth_source: str
-    depth_units: str
-    options: ReconOptions
-    scene_scale: float = 1.0
-
-    @property
-    def K(self) -> np.ndarray:
-        return self.intrinsics.K
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def height(self) -> int:
-        return int(self.frames.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.frames.shape[2])
-
-    # -------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Store as one .npz (arrays + JSON metadata), atomically."""
-        meta = {
-            "K": self.K.tolist(), "intrinsics_source": self.intrinsics.source, "fps": self.fps,
-            "depth_source": self.depth_source, "depth_units": self.depth_units, "scene_scale": self.scene_scale,
-            "options": asdict(self.options),
-        }
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, frames=self.frames, depth=self.depth, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Scene":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            frames, depth = data["frames"], data["depth"]
-        opts = dict(meta["options"])
-        opts["mesh"] = MeshOptions(**opts["mesh"])
-        return cls(frames, depth, Intrinsics(np.asarray(meta["K"]), meta["intrinsics_source"]), meta["fps"],
-                   meta["depth_source"], meta["depth_units"], ReconOptions(**opts), meta["scene_scale"])
 
 
 @dataclass
@@ -213,18 +129,6 @@ def preset_trajectory(scene: Scene, name: str, num_frames: Optional[int] = None,
     radius = pivot_radius(scene.depth[0], scene.options.mesh.border_depth)
     return make_preset(name, num_frames=num_frames or scene.num_frames, K=scene.K, width=scene.width,
                        height=scene.height, fps=scene.fps, radius=radius, use_seed_rounds=use_seed_rounds)
-
-
-def load_trajectory(path: str | os.PathLike) -> Trajectory:
-    """Read an ``ex4d.trajectory`` file; contract violations become InputError naming frame and field."""
-    try:
-        return Trajectory.load(path)
-    except FileNotFoundError:
-        from .errors import NotFoundError
-
-        raise NotFoundError(f"trajectory file not found: {os.fspath(path)}") from None
-    except (TrajectoryError, UnicodeDecodeError) as exc:
-        raise InputError(f"trajectory {os.fspath(path)}: {exc}") from None
 
 
 # --------------------------------------------------------------- geometry

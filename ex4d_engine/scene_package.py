@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_path
 from .contract import CONTRACT_VERSION
 from .mesh import DWMeshSequence
 from .video_io import write_video
 
 if TYPE_CHECKING:
-    from .pipeline import Scene
+    from .scene import Scene
 
 PACKAGE_FORMAT = "ex4d.scene"
 PACKAGE_VERSION = 1
@@ -93,24 +94,19 @@ def write_scene_package(scene: "Scene", path: str | os.PathLike, meshes: DWMeshS
         vertices = np.broadcast_to(vertices, (scene.num_frames,) + vertices.shape[1:])
     hidden = meshes.hidden_vertices.detach().cpu().numpy()
     hidden_faces = meshes.hidden_faces.detach().cpu().numpy()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tempfile.TemporaryDirectory() as work, zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-            archive.writestr("scene.json", json.dumps(scene_metadata(scene, meshes, scene_id), indent=1),
-                             compress_type=zipfile.ZIP_DEFLATED)
-            mesh_bytes = io.BytesIO()
-            np.savez_compressed(mesh_bytes, vertices=vertices[0], faces=meshes.faces.cpu().numpy().astype(np.int32),
-                                uv=vertex_uvs(meshes.width, meshes.height), hidden=hidden, hidden_faces=hidden_faces)
-            archive.writestr("mesh.npz", mesh_bytes.getvalue(), compress_type=zipfile.ZIP_STORED)
-            with archive.open("positions.pc2", "w", force_zip64=True) as handle:
-                write_pc2(handle, vertices)
-            video = os.path.join(work, "source.mp4")
-            write_video(video, scene.frames, scene.fps)
-            archive.write(video, "source.mp4", compress_type=zipfile.ZIP_STORED)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory(prefix=".partial-", dir=path.parent) as work, \
+            zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+        archive.writestr("scene.json", json.dumps(scene_metadata(scene, meshes, scene_id), indent=1),
+                         compress_type=zipfile.ZIP_DEFLATED)
+        mesh_bytes = io.BytesIO()
+        np.savez_compressed(mesh_bytes, vertices=vertices[0], faces=meshes.faces.cpu().numpy().astype(np.int32),
+                            uv=vertex_uvs(meshes.width, meshes.height), hidden=hidden, hidden_faces=hidden_faces)
+        archive.writestr("mesh.npz", mesh_bytes.getvalue(), compress_type=zipfile.ZIP_STORED)
+        with archive.open("positions.pc2", "w", force_zip64=True) as handle:
+            write_pc2(handle, vertices)
+        video = os.path.join(work, "source.mp4")
+        write_video(video, scene.frames, scene.fps)
+        archive.write(video, "source.mp4", compress_type=zipfile.ZIP_STORED)
 
 
 def read_scene_package(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:

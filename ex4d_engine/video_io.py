@@ -12,11 +12,11 @@ import os
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import InputError, NotFoundError
 
 #: Colour quality as the seed's ``save_video(quality=8)``: libx264 crf 10.
@@ -178,42 +178,28 @@ def write_png_sequence(directory: str | os.PathLike, frames: np.ndarray, prefix:
     """Write frames as ``{prefix}_00000.png`` ... into a new directory (renamed into place when complete)."""
     import cv2
 
-    directory = Path(directory)
-    tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=False)
-    for i, frame in enumerate(np.asarray(frames)):
-        image = frame[..., ::-1] if frame.ndim == 3 else frame  # cv2 wants BGR
-        if not cv2.imwrite(str(tmp / f"{prefix}_{i:05d}.png"), np.ascontiguousarray(image)):
-            raise OSError(f"could not write PNG into {tmp}")
-    if directory.exists():
-        import shutil
-
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    with atomic_path(directory, directory=True) as tmp:
+        for i, frame in enumerate(np.asarray(frames)):
+            image = frame[..., ::-1] if frame.ndim == 3 else frame  # cv2 wants BGR
+            if not cv2.imwrite(str(tmp / f"{prefix}_{i:05d}.png"), np.ascontiguousarray(image)):
+                raise OSError(f"could not write PNG into {directory}")
 
 
 # ---------------------------------------------------------------------- helpers
 def _encode(path: str | os.PathLike, frames: np.ndarray, fps: float, pix_fmt_in: str, codec_args: list[str]) -> None:
     if not (np.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be positive, got {fps}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     h, w = frames.shape[1:3]
     rate = str(Fraction(float(fps)).limit_denominator(1001))  # 29.97 -> 30000/1001, exact
-    cmd = [
-        ffmpeg_exe(), "-y", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", pix_fmt_in, "-s", f"{w}x{h}", "-framerate", rate, "-i", "-",
-        *codec_args, "-r", rate, "-movflags", "+faststart", "-f", "mp4", str(tmp),
-    ]
-    try:
+    with atomic_path(path) as tmp:
+        cmd = [
+            ffmpeg_exe(), "-y", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", pix_fmt_in, "-s", f"{w}x{h}", "-framerate", rate, "-i", "-",
+            *codec_args, "-r", rate, "-movflags", "+faststart", "-f", "mp4", str(tmp),
+        ]
         proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
         if proc.returncode != 0:
             raise OSError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace').strip()[-400:]}")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _check_frames(frames: np.ndarray, channels: Optional[int]) -> None:

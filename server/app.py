@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ex4d_engine import __version__
-from ex4d_engine.contract import write_text_atomic
+from ex4d_engine.atomic import atomic_write
 from ex4d_engine.errors import Ex4dError, ResourceError
 
 from .artefacts import Artefacts
@@ -61,11 +61,10 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
             orphans = artefacts.remove_orphans(*store.known_ids())
             if orphans:
                 log.warning("removed folders left by an interrupted upload: %s", orphans)
-            artefacts.use_as_temp_dir()  # before the workers start: they inherit TMPDIR
             app.state.pool = pool = WorkerPool(settings, store)
             pool.start()
             if url:
-                write_text_atomic(settings.data_dir / SERVER_FILE, json.dumps(
+                atomic_write(settings.data_dir / SERVER_FILE, json.dumps(
                     {"url": url, "pid": os.getpid(), "version": __version__, "api_version": 1}))
             try:
                 yield

@@ -7,7 +7,6 @@ names the token, so a worker that lost its job (server restarted, job re-queued)
 
 from __future__ import annotations
 
-import enum
 import json
 import sqlite3
 import threading
@@ -17,43 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ex4d_engine.errors import NotFoundError
-
-from .errors import ConflictError
+from ex4d_engine.errors import (ConflictError, InterruptedJobError, JobCancelledError, NotFoundError,
+                                WorkerCrashedError)
+from ex4d_engine.protocol import SCENE_STATE_OF_RECON, JobKind, JobState, SceneState
 
 SCHEMA_VERSION = 1
-
-
-class JobState(str, enum.Enum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
-
-
-class JobKind(str, enum.Enum):
-    recon = "recon"
-    generate = "generate"
-
-
-class SceneState(str, enum.Enum):
-    pending = "pending"
-    ready = "ready"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-#: What a finished recon job makes of its scene.
-_SCENE_STATE_OF_JOB = {
-    JobState.succeeded: SceneState.ready,
-    JobState.failed: SceneState.failed,
-    JobState.cancelled: SceneState.cancelled,
-}
 
 
 @dataclass(frozen=True)
@@ -352,7 +319,7 @@ class Store:
             return
         db.execute(
             "UPDATE scenes SET state = ?, metadata_json = ?, error_code = ?, error_message = ? WHERE id = ?",
-            (_SCENE_STATE_OF_JOB[state].value, json.dumps(scene_metadata) if scene_metadata else None,
+            (SCENE_STATE_OF_RECON[state].value, json.dumps(scene_metadata) if scene_metadata else None,
              code, message, row["scene_id"]),
         )
 
@@ -370,10 +337,10 @@ class Store:
                 message = "cancelled by the user before it started"
                 db.execute(
                     "UPDATE jobs SET state = 'cancelled', stage = 'cancelled', finished_at = ?, "
-                    "error_code = 'cancelled', error_message = ?, version = version + 1 WHERE id = ?",
-                    (time.time(), message, job_id),
+                    "error_code = ?, error_message = ?, version = version + 1 WHERE id = ?",
+                    (time.time(), JobCancelledError.code, message, job_id),
                 )
-                self._finish_scene_of(db, job_id, JobState.cancelled, "cancelled", message)
+                self._finish_scene_of(db, job_id, JobState.cancelled, JobCancelledError.code, message)
             else:
                 db.execute("UPDATE jobs SET cancel_requested = 1, version = version + 1 WHERE id = ?", (job_id,))
         return self.get_job(job_id)
@@ -386,8 +353,8 @@ class Store:
             rows = db.execute("SELECT id, cancel_requested FROM jobs WHERE state = 'running' AND worker_pid = ?",
                               (worker_pid,)).fetchall()
             for row in rows:
-                state, code = ((JobState.cancelled, "cancelled") if row["cancel_requested"]
-                               else (JobState.failed, "worker_crashed"))
+                state, code = ((JobState.cancelled, JobCancelledError.code) if row["cancel_requested"]
+                               else (JobState.failed, WorkerCrashedError.code))
                 db.execute(
                     "UPDATE jobs SET state = ?, stage = ?, finished_at = ?, error_code = ?, error_message = ?, "
                     "run_token = NULL, version = version + 1 WHERE id = ?",
@@ -405,10 +372,10 @@ class Store:
             rows = db.execute("SELECT id, attempts, cancel_requested FROM jobs WHERE state = 'running'").fetchall()
             for row in rows:
                 if row["cancel_requested"]:
-                    state, code, message = JobState.cancelled, "cancelled", "cancelled by the user"
+                    state, code, message = JobState.cancelled, JobCancelledError.code, "cancelled by the user"
                 elif row["attempts"] >= max_attempts:
-                    state, code = JobState.failed, "interrupted"
-                    message = f"interrupted by a server restart {row['attempts']} times; not retried again"
+                    error = InterruptedJobError.from_template(str(row["attempts"]))
+                    state, code, message = JobState.failed, error.code, error.message
                 else:
                     db.execute(
                         "UPDATE jobs SET state = 'queued', stage = 'queued (re-queued after a server restart)', "

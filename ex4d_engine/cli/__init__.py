@@ -1,9 +1,11 @@
 """``ex4d`` command line: argparse -> engine -> exit code.
 
 Each sub-command lives in its own module here exposing ``add_parser(subparsers)``; the parser it
-adds sets ``func(args) -> int``. Errors are translated once, in :func:`main`: an
-:class:`~ex4d_engine.errors.Ex4dError` prints its message and exits with its ``exit_code``;
-anything else prints a traceback and exits 1.
+adds sets ``func(args) -> int``. Packages above the engine add theirs through the ``ex4d.commands``
+entry point group (the server's ``ex4d serve``), so the engine never imports them.
+Errors are translated once, in :func:`main`, through the error table (``ex4d_engine/errors.py``):
+an :class:`~ex4d_engine.errors.Ex4dError` prints its message and exits with its exit code;
+anything else is a bug: traceback, exit 1.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
+from importlib.metadata import entry_points
 
 from .. import __version__
-from ..errors import Ex4dError
+from ..errors import InternalError, as_ex4d_error, traceback_text
 
 #: Sub-command modules, in the order ``ex4d --help`` lists them.
-COMMAND_MODULES = ["recon", "demo", "trajectory", "depth", "models", "serve", "generate", "run"]
+COMMAND_MODULES = ["recon", "demo", "trajectory", "depth", "models", "generate", "run"]
+#: Entry point group through which other packages add sub-commands (``add_parser(subparsers)``).
+PLUGIN_GROUP = "ex4d.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
+    for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        plugin.load()(subparsers)
     return parser
 
 
@@ -37,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except Ex4dError as exc:
-        print(f"ex4d: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("ex4d: interrupted", file=sys.stderr)
         return 130
-    except Exception:  # a bug, not a user error: keep the traceback
-        traceback.print_exc()
-        return 1
+    except Exception as exc:  # noqa: BLE001 - every failure leaves through the error table
+        error = as_ex4d_error(exc)
+        if error.is_bug:  # not the user's mistake: keep the traceback for the report
+            print(traceback_text(exc), file=sys.stderr, end="")
+        print(f"ex4d: error: {error.message}", file=sys.stderr)
+        return error.exit_code if error.exit_code is not None else InternalError.exit_code
 
 
 if __name__ == "__main__":

@@ -90,10 +90,10 @@ def contact_sheet(rows: list[tuple[str, np.ndarray, np.ndarray]], columns: int =
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import os
-
     import cv2
 
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]))
-    os.replace(tmp, path)
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1])):
+            raise OSError(f"could not write {path}")

@@ -123,13 +123,4 @@ def write_output(path: str, video: np.ndarray, fps: float) -> None:
     """Write to a temporary name in the same folder, then rename: no half-written mp4 is left behind."""
     from ..video_io import write_video
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    tmp = os.path.join(folder, f".{base}.partial{ext or '.mp4'}")
-    try:
-        write_video(tmp, video, fps, crf=10)  # the seed's quality 8 = crf 10
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_video(path, video, fps, crf=10)  # atomic; the seed's quality 8 = crf 10

@@ -144,19 +144,12 @@ def _options(args: argparse.Namespace):
 
 
 def _read_trajectory(path: str, scene):
-    from ..contract import TrajectoryError
-    from ..errors import NotFoundError
     from ..interchange import detect_format, load_trajectory
 
-    if not os.path.exists(path):
-        raise NotFoundError(f"trajectory file not found: {path}")
-    try:
-        fmt = detect_format(path)
-        sized = {"width": scene.width, "height": scene.height} if fmt == "seed-npz" else {}
-        fps = {"fps": scene.fps} if fmt in ("seed-npz", "colmap") else {}
-        return load_trajectory(path, fmt, **sized, **fps)
-    except (TrajectoryError, UnicodeDecodeError) as exc:
-        raise InputError(f"trajectory {path}: {exc}") from None
+    fmt = detect_format(path) if os.path.exists(path) else None
+    sized = {"width": scene.width, "height": scene.height} if fmt == "seed-npz" else {}
+    fps = {"fps": scene.fps} if fmt in ("seed-npz", "colmap") else {}
+    return load_trajectory(path, fmt, **sized, **fps)
 
 
 def _save_mesh(scene, path: Path) -> None:

@@ -55,3 +55,8 @@ class DraftGenerator:
             if progress is not None:
                 progress((i + 1) / t, "inpainting")
         return out
+
+
+def load_generator(models_dir=None, profile=None, **_options) -> DraftGenerator:
+    """The registry's loader (``protocol.GENERATORS``): the draft needs no weights and no profile."""
+    return DraftGenerator()

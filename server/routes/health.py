@@ -8,7 +8,9 @@ from ex4d_engine import __version__
 from ex4d_engine.contract import CONTRACT_VERSION
 
 from ..deps import SettingsDep, StoreDep
-from ..generators import GENERATOR_NAMES, depth_backends, generator_status
+from ex4d_engine.depth import available_backends
+from ex4d_engine.generation.registry import all_statuses
+
 from ..schemas import GeneratorInfo, GpuInfo, Health, WorkerInfo
 
 router = APIRouter(prefix="/v1", tags=["health"])
@@ -20,9 +22,8 @@ def health(store: StoreDep, settings: SettingsDep) -> Health:
     loaded = {name for w in workers for name in w.info.get("loaded", [])}
     gpus = {g["index"]: g for w in workers for g in w.info.get("gpus", [])}
     generators = []
-    for name in GENERATOR_NAMES:
-        status = generator_status(name, settings.models_dir)
-        generators.append(GeneratorInfo(name=name, available=status.available, loaded=name in loaded,
+    for status in all_statuses(settings.models_dir):
+        generators.append(GeneratorInfo(name=status.name, available=status.available, loaded=status.name in loaded,
                                         reason=status.reason, models_present=status.models_present,
                                         models_missing=status.models_missing))
     return Health(
@@ -32,5 +33,5 @@ def health(store: StoreDep, settings: SettingsDep) -> Health:
                             restarts=w.restarts, gpu_group=w.info.get("gpu_group", []),
                             cuda_visible_devices=w.info.get("cuda_visible_devices"),
                             last_exit=w.info.get("last_exit")) for w in workers],
-        generators=generators, depth_backends=depth_backends(), queue_length=store.queue_length(),
+        generators=generators, depth_backends=available_backends(), queue_length=store.queue_length(),
     )

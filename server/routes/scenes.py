@@ -10,16 +10,17 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Path as PathParam, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from ex4d_engine.errors import Ex4dError
+from ex4d_engine.errors import ConflictError, Ex4dError, InputError
 
 from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, resolve_import, save_stream,
                          suffix_of)
 from ..deps import ArtefactsDep, PoolDep, SettingsDep, StoreDep, TokenDep
-from ..errors import ConflictError, FieldError
-from ..generators import depth_backends
-from ..schemas import ErrorBody, SceneList, ScenePublic
+from ex4d_engine.depth import available_backends
+from ex4d_engine.protocol import SceneOptions, SceneState
+
+from ..schemas import ErrorBody, SceneList, ScenePublic, scene_of
 from ..settings import Settings
-from ..store import SceneState, new_id
+from ..store import new_id
 
 router = APIRouter(prefix="/v1/scenes", tags=["scenes"], dependencies=[TokenDep],
                    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
@@ -45,13 +46,13 @@ def create_scene(
     video = video if video is not None and video.filename else None
     depth = depth if depth is not None and depth.filename else None
     if (video is None) == (not import_path):
-        raise FieldError("give exactly one of video (an upload) or import_path", "video")
+        raise InputError("give exactly one of video (an upload) or import_path", "video")
     if depth is not None and depth_import_path:
-        raise FieldError("give at most one of depth (an upload) or depth_import_path", "depth")
+        raise InputError("give at most one of depth (an upload) or depth_import_path", "depth")
     if num_frames > settings.max_frames:
-        raise FieldError(f"num_frames is {num_frames}, the limit is {settings.max_frames}", "num_frames")
+        raise InputError(f"num_frames is {num_frames}, the limit is {settings.max_frames}", "num_frames")
     if fov_deg is not None and focal_px is not None:
-        raise FieldError("give either fov_deg or focal_px, not both", "fov_deg")
+        raise InputError("give either fov_deg or focal_px, not both", "fov_deg")
 
     scene_id = new_id("s")
     scene_dir = artefacts.scene_dir(scene_id, create=True)
@@ -78,25 +79,25 @@ def create_scene(
             suffix_of(depth_path.name, DEPTH_SUFFIXES, "depth_import_path")
             _check_depth(depth_path, "depth_import_path", info, num_frames)
 
-        options = {"num_frames": num_frames, "fov_deg": fov_deg, "focal_px": focal_px,
-                   "only_first_frame": only_first_frame, "depth_source": depth_source}
+        options = SceneOptions(num_frames=num_frames, fov_deg=fov_deg, focal_px=focal_px,
+                               only_first_frame=only_first_frame, depth_source=depth_source).check().to_dict()
         scene, _ = store.create_scene(scene_id=scene_id, source_name=source_name, source_path=str(source_path),
                                       depth_path=str(depth_path) if depth_path else None, options=options)
     except BaseException:
         artefacts.remove_tree(scene_dir)  # nothing half-made stays behind
         raise
     pool.wake()
-    return ScenePublic.of(scene)
+    return _public(scene)
 
 
 @router.get("", response_model=SceneList, summary="Scenes, newest first")
 def list_scenes(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SceneList:
-    return SceneList(scenes=[ScenePublic.of(row) for row in store.list_scenes(limit)])
+    return SceneList(scenes=[_public(row) for row in store.list_scenes(limit)])
 
 
 @router.get("/{scene_id}", response_model=ScenePublic, summary="Scene status and metadata")
 def get_scene(scene_id: SceneId, store: StoreDep) -> ScenePublic:
-    return ScenePublic.of(store.get_scene(scene_id))
+    return _public(store.get_scene(scene_id))
 
 
 @router.get("/{scene_id}/package", response_class=FileResponse,
@@ -115,15 +116,15 @@ def get_package(scene_id: SceneId, store: StoreDep, artefacts: ArtefactsDep) -> 
 def _depth_source(depth_source: Optional[str], has_depth: bool) -> str:
     if has_depth:
         if depth_source not in (None, "file"):
-            raise FieldError(f"depth_source is {depth_source!r} but a depth file was given; use 'file'",
+            raise InputError(f"depth_source is {depth_source!r} but a depth file was given; use 'file'",
                              "depth_source")
         return "file"
-    backends = [b for b in depth_backends() if b != "file"]
+    backends = [b for b in available_backends() if b != "file"]
     if depth_source in (None, "file"):
         hint = f"or choose depth_source from {backends}" if backends else "(no depth model backend is installed)"
-        raise FieldError(f"no depth given: upload depth or name depth_import_path {hint}", "depth")
+        raise InputError(f"no depth given: upload depth or name depth_import_path {hint}", "depth")
     if depth_source not in backends:
-        raise FieldError(f"unknown depth_source {depth_source!r}; available: {['file'] + backends}", "depth_source")
+        raise InputError(f"unknown depth_source {depth_source!r}; available: {['file'] + backends}", "depth_source")
     return depth_source
 
 
@@ -133,11 +134,11 @@ def _probe(path: Path, field: str, settings: Settings):
     try:
         info = probe(path)
     except Ex4dError as exc:
-        raise FieldError(f"{field}: {_without_path(exc.message, path)}", field) from None
+        raise InputError(f"{field}: {_without_path(exc.message, path)}", field) from None
     if info.num_frames < 1:
-        raise FieldError(f"{field}: the video has no frames", field)
+        raise InputError(f"{field}: the video has no frames", field)
     if info.width * info.height > settings.max_pixels:
-        raise FieldError(f"{field}: {info.width}x{info.height} is over the limit of {settings.max_pixels} pixels",
+        raise InputError(f"{field}: {info.width}x{info.height} is over the limit of {settings.max_pixels} pixels",
                          field)
     return info
 
@@ -150,20 +151,20 @@ def _check_depth(path: Path, field: str, info, num_frames: int) -> None:
     try:
         depth = load_depth_file(path)
     except Ex4dError as exc:
-        raise FieldError(f"{field}: {_without_path(exc.message, path)}", field) from None
+        raise InputError(f"{field}: {_without_path(exc.message, path)}", field) from None
     frames_needed = min(num_frames, info.num_frames)
     sizes = {(info.width, info.height), working_size(info.width, info.height)}
     t, h, w = depth.shape
     if (w, h) not in sizes:
         wanted = " or ".join(f"{a}x{b}" for a, b in sorted(sizes))
-        raise FieldError(f"{field} is {w}x{h}; the video needs {wanted}", field)
+        raise InputError(f"{field} is {w}x{h}; the video needs {wanted}", field)
     if t < frames_needed:
-        raise FieldError(f"{field} has {t} frames, the scene needs {frames_needed}", field)
+        raise InputError(f"{field} has {t} frames, the scene needs {frames_needed}", field)
     used = depth[:frames_needed]
     if not np.isfinite(used).all():
-        raise FieldError(f"{field} contains NaN or infinity", field)
+        raise InputError(f"{field} contains NaN or infinity", field)
     if (used <= 0).any():
-        raise FieldError(f"{field} must be positive everywhere (min {float(used.min()):.4g})", field)
+        raise InputError(f"{field} must be positive everywhere (min {float(used.min()):.4g})", field)
 
 
 def _without_path(message: str, path: Path) -> str:
@@ -171,3 +172,7 @@ def _without_path(message: str, path: Path) -> str:
     with contextlib.suppress(Exception):
         message = message.replace(str(path), path.name)
     return message
+
+
+def _public(row) -> ScenePublic:
+    return ScenePublic(**scene_of(row).to_dict())

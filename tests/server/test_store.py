@@ -11,8 +11,9 @@ import pytest
 
 from ex4d_engine.errors import InputError, JobCancelledError, NotFoundError
 from server.artefacts import Artefacts, atomic_path, remove_partials, resolve_import
-from server.errors import ConflictError, FieldError
-from server.store import JobState, SceneState, Store
+from ex4d_engine.errors import ConflictError, InputError
+from ex4d_engine.protocol import JobState, SceneState
+from server.store import Store
 from server.worker import describe_failure
 
 
@@ -131,10 +132,10 @@ def test_import_paths_must_stay_in_a_root(tmp_path):
     assert resolve_import(str(root / "ok.mp4"), [root], "import_path") == (root / "ok.mp4").resolve()
     for bad in (str(root / ".." / "outside" / "no.mp4"), str(root / "link.mp4"), str(root / "dirlink" / "no.mp4"),
                 "ok.mp4", str(root), "/etc/passwd", "\x00"):
-        with pytest.raises(FieldError) as info:
+        with pytest.raises(InputError) as info:
             resolve_import(bad, [root], "import_path")
         assert info.value.field == "import_path"
-    with pytest.raises(FieldError, match="imports are disabled"):
+    with pytest.raises(InputError, match="imports are disabled"):
         resolve_import(str(root / "ok.mp4"), [], "import_path")
 
 

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ...atomic import atomic_path
 from ...errors import NotFoundError, ResourceError
 
 WAN_REPO = "Wan-AI/Wan2.1-I2V-14B-480P"
@@ -191,9 +192,8 @@ def convert_pth_to_safetensors(models_dir: str) -> list[str]:
             continue
         state = torch.load(src, map_location="cpu", weights_only=True, mmap=True)
         state = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
-        tmp = dst + ".part"
-        save_file(state, tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            save_file(state, str(tmp))
         written.append(dst)
     return written
 

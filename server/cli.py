@@ -1,4 +1,8 @@
-"""``ex4d serve``: run the local engine process (HTTP API v1, docs/api.md)."""
+"""``ex4d serve``: run the local engine process (HTTP API v1, docs/api.md).
+
+The server owns this sub-command; the engine's CLI finds it through the ``ex4d.commands``
+entry point (pyproject.toml), so the engine never imports the server.
+"""
 
 from __future__ import annotations
 
@@ -38,13 +42,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from pydantic import ValidationError
+    from ex4d_engine.errors import InputError, ResourceError
 
-    from ..errors import InputError
+    try:
+        from pydantic import ValidationError
+
+        from .app import serve
+        from .settings import Settings
+    except ImportError as exc:
+        raise ResourceError(f"`ex4d serve` needs the server extra ({exc.name} is missing): "
+                            "pip install -e '.[server]'  (or: bash .ci/setup.sh test)") from None
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from server.app import serve
-    from server.settings import Settings
 
     overrides = {key: value for key, value in vars(args).items()
                  if key in Settings.model_fields and value is not None}
