@@ -55,6 +55,12 @@ ERROR_TABLE: tuple[ErrorKind, ...] = (
               "the bearer token is missing or wrong (HTTP only)",
               "The engine rejected the token ({detail}). Copy it from <data-dir>/token into the add-on "
               "preferences, or leave the field empty for a local engine."),
+    ErrorKind("forbidden", None, 403, "ERROR", False,
+              "the request came through a host name the server does not serve (HTTP only)"),
+    ErrorKind("method_not_allowed", None, 405, "ERROR", True,
+              "a known route called with the wrong HTTP method (HTTP only; the `Allow` header lists the right ones)"),
+    ErrorKind("unsupported_media_type", None, 415, "ERROR", True,
+              "a request body of a content type the route does not take (HTTP only)"),
     ErrorKind("cancelled", 130, 409, "INFO", False, "the user cancelled the work; not a failure"),
     ErrorKind("unreachable", None, None, "ERROR", False,
               "the add-on cannot reach the engine (add-on only)",
@@ -67,18 +73,20 @@ ERROR_TABLE: tuple[ErrorKind, ...] = (
     ErrorKind("bad_response", None, None, "ERROR", True,
               "the engine answered something the protocol does not allow (add-on only)",
               "The engine's answer to {detail} does not follow the ex4d protocol."),
+    ErrorKind("internal_error", 1, 500, "ERROR", True,
+              "a bug in ex4d: the traceback is in the log",
+              "A bug in ex4d: {detail}. The traceback is in the log; please report it."),
     ErrorKind("worker_crashed", None, 500, "ERROR", True,
               "the engine's worker process died while running the job",
               "The engine's worker process died during the job ({detail}); see the server log."),
     ErrorKind("interrupted", None, 500, "ERROR", False,
               "server restarts interrupted the job more often than the retry policy allows",
               "Interrupted by a server restart {detail} times; not retried again."),
-    ErrorKind("internal_error", 1, 500, "ERROR", True,
-              "a bug in ex4d: the traceback is in the log",
-              "A bug in ex4d: {detail}. The traceback is in the log; please report it."),
 )
 
 KINDS: dict[str, ErrorKind] = {kind.code: kind for kind in ERROR_TABLE}
+#: The general code of an HTTP status (its first row): what the server answers for errors it did not raise itself.
+CODE_OF_STATUS: dict[int, str] = {kind.http_status: kind.code for kind in reversed(ERROR_TABLE) if kind.http_status}
 
 
 class Ex4dError(Exception):
@@ -143,6 +151,18 @@ class UnauthorizedError(Ex4dError, code="unauthorized"):
     """The bearer token is missing or wrong."""
 
 
+class ForbiddenError(Ex4dError, code="forbidden"):
+    """The request came through a host name the server does not serve."""
+
+
+class MethodNotAllowedError(Ex4dError, code="method_not_allowed"):
+    """A known route, the wrong HTTP method."""
+
+
+class UnsupportedMediaTypeError(Ex4dError, code="unsupported_media_type"):
+    """A body of a content type the route does not take."""
+
+
 class JobCancelledError(Ex4dError, code="cancelled"):
     """The user cancelled the work; not a failure."""
 
@@ -178,7 +198,8 @@ class InternalError(Ex4dError, code="internal_error"):
 #: code -> the class raised for it (the add-on rebuilds typed errors from HTTP bodies with this).
 ERROR_CLASSES: dict[str, type[Ex4dError]] = {
     cls.code: cls for cls in (InputError, TooLargeError, NotFoundError, ResourceError, ConflictError,
-                              UnauthorizedError, JobCancelledError, EngineUnreachableError, EngineTimeoutError,
+                              UnauthorizedError, ForbiddenError, MethodNotAllowedError, UnsupportedMediaTypeError,
+                              JobCancelledError, EngineUnreachableError, EngineTimeoutError,
                               VersionMismatchError, BadResponseError, WorkerCrashedError, InterruptedJobError,
                               InternalError)
 }
@@ -223,11 +244,11 @@ def traceback_text(exc: BaseException) -> str:
 
 def markdown_table() -> str:
     """The table as README / docs/api.md show it (tests compare them with this)."""
-    rows = ["| code | exit code | HTTP | Blender | meaning |", "|---|---|---|---|---|"]
+    rows = ["| code | exit code | HTTP | Blender | bug | meaning |", "|---|---|---|---|---|---|"]
     for kind in ERROR_TABLE:
         rows.append(f"| `{kind.code}` | {kind.exit_code if kind.exit_code is not None else '—'} | "
                     f"{kind.http_status if kind.http_status is not None else '—'} | {kind.blender_level} | "
-                    f"{kind.meaning}{' (a bug)' if kind.bug and 'bug' not in kind.meaning else ''} |")
+                    f"{'yes' if kind.bug else ''} | {kind.meaning} |")
     return "\n".join(rows)
 
 

@@ -244,7 +244,9 @@ class JobRequest(_Record):
     @classmethod
     def from_dict(cls, data: Any, where: str = "body") -> "JobRequest":
         request = _from_dict(cls, data, where)
-        return dataclasses.replace(request, options=JobOptions.from_dict(request.options or {}, "options"))
+        if isinstance(request.options, JobOptions):
+            return request
+        return dataclasses.replace(request, options=JobOptions.from_dict(request.options, "options"))
 
 
 # ---------------------------------------------------------------------- what the engine reports

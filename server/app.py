@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ex4d_engine import __version__
 from ex4d_engine.atomic import atomic_write
-from ex4d_engine.errors import Ex4dError, ResourceError
+from ex4d_engine.errors import CODE_OF_STATUS, Ex4dError, InputError, InternalError, ResourceError
 
 from .artefacts import Artefacts
 from .settings import Settings, resolve_token
@@ -33,9 +33,6 @@ log = logging.getLogger("ex4d.server")
 SERVER_FILE = "server.json"
 LOCK_FILE = "server.lock"
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-                 422: "invalid_input", 503: "resource_unavailable"}
 
 
 def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> FastAPI:
@@ -134,7 +131,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Ex4dError)
     async def ex4d_error(request: Request, exc: Ex4dError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        if exc.http_status >= 500 and not isinstance(exc, ResourceError):
+        if exc.is_bug:
             log.error("error on %s %s: %s", request.method, request.url.path, exc.message)
         return error_response(exc.http_status, exc.code, exc.message, getattr(exc, "field", None), headers)
 
@@ -143,21 +140,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":  # loc holds the character position, not a field
             detail = (first.get("ctx") or {}).get("error", "")
-            return error_response(422, "invalid_input", f"request body is not valid JSON: {detail}".rstrip(": "))
+            return error_response(422, InputError.code, f"request body is not valid JSON: {detail}".rstrip(": "))
         field = _field_name(first.get("loc", ()))
         message = first.get("msg", "invalid value")
         if first.get("type") == "missing":
             message = "field required"
         elif "input" in first:
             message = f"{message} (got {_short(first['input'])})"
-        return error_response(422, "invalid_input", f"{field or 'request'}: {message}", field)
+        return error_response(422, InputError.code, f"{field or 'request'}: {message}", field)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # a body that cannot be parsed (bad multipart): like bad JSON, a 422
             detail = exc.detail if isinstance(exc.detail, str) else "cannot parse the request body"
-            return error_response(422, "invalid_input", f"request body: {detail}")
-        code = _STATUS_CODES.get(exc.status_code, "error")
+            return error_response(422, InputError.code, f"request body: {detail}")
+        code = CODE_OF_STATUS.get(exc.status_code, InternalError.code)
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}"
@@ -166,7 +163,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error; see the server log")
+        return error_response(500, InternalError.code, "internal server error; see the server log")
 
 
 def _field_name(loc: tuple) -> Optional[str]:

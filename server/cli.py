@@ -10,6 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
+from ex4d_engine.protocol import DEFAULT_PORT
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "jobs and scenes persisted in the data dir. API: docs/api.md, /docs, /openapi.json.")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; a non-loopback "
                         "address needs an explicit token: EX4D_TOKEN or --token-file)")
-    parser.add_argument("--port", type=int, default=None, help="port (default 8420; 0 = any free port, "
+    parser.add_argument("--port", type=int, default=None, help=f"port (default {DEFAULT_PORT}; 0 = any free port, "
                         "written to <data-dir>/server.json)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="jobs, scenes, token (default $EX4D_DATA_DIR or ~/.local/share/ex4d)")

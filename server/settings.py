@@ -13,8 +13,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ex4d_engine.errors import InputError
+from ex4d_engine.protocol import DEFAULT_HOST, DEFAULT_PORT
 
-DEFAULT_PORT = 8420
 TOKEN_FILE_NAME = "token"
 
 
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EX4D_", extra="forbid")
 
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     #: Explicit token (env EX4D_TOKEN); None = read or create ``<data_dir>/token``.

@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline, video_io
     from ..generation.base import GenerationRequest
-    from ..generation.draft import DraftGenerator
+    from ..generation.registry import load_generator
 
     example = Path(args.example) if args.example else default_example_dir()
     if not (example / "input.mp4").is_file():
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..raster import get_rasterizer
 
     rasterizer = get_rasterizer(args.renderer)
-    generator = DraftGenerator()
+    generator = load_generator("draft")
     rows = []
     for cam in [c.strip() for c in args.presets.split(",") if c.strip()]:
         t0 = time.perf_counter()

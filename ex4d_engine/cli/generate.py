@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from ..errors import InputError
+from ..protocol import GENERATORS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     """The generator options shared by ``generate`` and ``run``."""
-    p.add_argument("--generator", choices=("wan", "draft"), default="wan",
+    p.add_argument("--generator", choices=tuple(GENERATORS), default="wan",
                    help="wan (Wan2.1-I2V-14B + EX-4D, needs the weights) or draft (OpenCV inpainting, no weights)")
     p.add_argument("--models_dir", "--models-dir", help="Wan2.1-I2V-14B-480P folder with ex4d.ckpt, or its parent "
                    "(default $EX4D_MODELS_DIR); `ex4d models check DIR` tells what is missing")
@@ -90,16 +91,16 @@ def _read_mask_pngs(folder: str, limit) -> np.ndarray:
 
 
 def build_generator(args: argparse.Namespace):
-    if args.generator == "draft":
-        from ..generation.draft import DraftGenerator
+    from ..generation.registry import load_generator
 
-        return DraftGenerator()
-    from ..generation.wan.generator import SamplerSettings, load_generator
+    if args.generator == "draft":
+        return load_generator("draft")
+    from ..generation.wan.generator import SamplerSettings
     from ..generation.wan.model_folder import wan_folder
 
     if args.area < 256:
         raise InputError(f"--area must be at least 256 pixels, got {args.area}")
-    generator = load_generator(wan_folder(args.models_dir), profile=args.profile, device=args.device,
+    generator = load_generator("wan", wan_folder(args.models_dir), args.profile, device=args.device,
                                settings=SamplerSettings(area=args.area))
     print(generator.pipeline.checkpoint_summary, file=sys.stderr)
     return generator
