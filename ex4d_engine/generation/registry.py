@@ -16,6 +16,10 @@ from ..errors import InputError, ResourceError
 from ..protocol import GENERATORS, GeneratorSpec
 
 
+#: Runs any registered generator as a torchrun gang over a GPU group: ``f(name, size, models_dir, profile)``.
+GANG_RUNNER = "ex4d_engine.generation.wan.parallel:start_gang"
+
+
 @dataclass(frozen=True)
 class GeneratorStatus:
     """Whether a generator can run here, checked without reading any weights."""
@@ -76,11 +80,9 @@ def load_generator(name: str, models_dir: Optional[str] = None, profile: Optiona
     status = generator_status(name, models_dir)
     if not status.available:
         raise ResourceError(f"generator {name!r} is not available: {status.reason}")
-    if group_size > 1:
-        from .wan.parallel import GangGenerator, GangSpec
-
-        return GangGenerator(GangSpec(size=group_size, generator=name,
-                                      models_dir=str(models_dir) if models_dir else None, profile=profile))
+    if group_size > 1:  # the gang's ranks come back here for their own generator
+        gang = _resolve(GANG_RUNNER)
+        return gang(name=name, size=group_size, models_dir=str(models_dir) if models_dir else None, profile=profile)
     return _resolve(spec.loader)(str(models_dir) if models_dir else None, profile, **options)
 
 

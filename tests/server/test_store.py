@@ -8,10 +8,11 @@ import os
 import threading
 
 import pytest
+import torch
 
 from ex4d_engine.errors import InputError, JobCancelledError, NotFoundError
 from server.artefacts import Artefacts, atomic_path, remove_partials, resolve_import
-from ex4d_engine.errors import ConflictError, InputError
+from ex4d_engine.errors import ConflictError
 from ex4d_engine.protocol import JobState, SceneState
 from server.store import Store
 from server.worker import describe_failure
@@ -175,12 +176,8 @@ def test_remove_orphans_keeps_known_folders(tmp_path):
 
 
 # ---------------------------------------------------------------------- failures
-class OutOfMemoryError(RuntimeError):
-    """Same name as torch.cuda.OutOfMemoryError, which is what describe_failure recognises."""
-
-
 @pytest.mark.parametrize("exc,code,text", [
-    (OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "resource_unavailable",
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "resource_unavailable",
      "GPU out of memory during generate"),
     (MemoryError(), "resource_unavailable", "host out of memory during generate"),
     (OSError(errno.ENOSPC, "No space left on device"), "resource_unavailable", "disk full during generate"),

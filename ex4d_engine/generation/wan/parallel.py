@@ -73,6 +73,11 @@ class GangSpec:
             raise InputError("the Wan generator needs a models dir (--models-dir)")
 
 
+def start_gang(name: str, size: int, models_dir: Optional[str], profile: Optional[str]) -> "GangGenerator":
+    """The registry's gang runner (``registry.GANG_RUNNER``): generator ``name`` over ``size`` GPUs."""
+    return GangGenerator(GangSpec(size=size, generator=name, models_dir=models_dir, profile=profile))
+
+
 def gang_command(spec: GangSpec, address: str) -> list[str]:
     """``torchrun`` (as ``python -m torch.distributed.run``, the same interpreter) for ``spec``.
 
