@@ -117,8 +117,8 @@ class SceneList(BaseModel):
 class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    generator: Literal["draft", "wan"] = Field("draft", description="draft: OpenCV, seconds, no weights; "
-                                                                    "wan: Wan2.1 + EX-4D")
+    generator: Literal["draft", "wan"] = Field("draft", description="draft: a classical preview in seconds, no "
+                                                                    "weights; wan: Wan2.1 + EX-4D")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     steps: Optional[int] = Field(None, ge=1, le=1000, description="denoising steps; null = generator default")
     profile: Optional[str] = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",

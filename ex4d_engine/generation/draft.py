@@ -69,7 +69,7 @@ def fill_frame(colour: np.ndarray, holes: np.ndarray, layer, geometry, index: in
 
         h, w = holes.shape
         layer_colour, covered = splat(layer, geometry.camera_K[index], geometry.camera_w2c[index], w, h,
-                                      extra=frame_cloud(geometry, index))
+                                      extra=frame_cloud(geometry, index), region=holes)
         from_layer = holes & covered
         out[from_layer] = layer_colour[from_layer]
         left = holes & ~covered
@@ -88,7 +88,6 @@ def fill_2d(colour: np.ndarray, holes: np.ndarray, unknown: np.ndarray,
     """
     import cv2
 
-    from .fill import push_pull
     from .layers import FADE_FRACTION
 
     # the seed's render darkens the visible pixels next to a hole: do not spread that seam
@@ -98,13 +97,32 @@ def fill_2d(colour: np.ndarray, holes: np.ndarray, unknown: np.ndarray,
         known = ~unknown
     if not known.any():
         return np.full_like(colour, EMPTY_GREY)
-    filled = push_pull(colour.astype(np.float32), known.astype(np.float32))
+    filled = _smooth_fill(colour, known)
     if mean is None:
         mean = colour[known].reshape(-1, 3).mean(axis=0)
     distance = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 3)
     keep = np.exp(-distance / max(1.0, FADE_FRACTION * max(known.shape)))[..., None]
     filled = mean + (filled - mean) * keep
     return np.clip(filled + 0.5, 0, 255).astype(np.uint8)
+
+
+def _smooth_fill(colour: np.ndarray, known: np.ndarray, max_side: int = 256) -> np.ndarray:
+    """Push-pull at most ``max_side`` pixels wide (the fill is smooth anyway), back at full size."""
+    import cv2
+
+    from .fill import push_pull
+
+    h, w = known.shape
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return push_pull(colour.astype(np.float32), known.astype(np.float32))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    weight = known.astype(np.float32)
+    premult = cv2.resize(colour.astype(np.float32) * weight[..., None], size, interpolation=cv2.INTER_AREA)
+    weight_small = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+    values = premult / np.maximum(weight_small, 1e-6)[..., None]
+    small = push_pull(values, (weight_small > 0.5).astype(np.float32))
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _report(progress: Optional[ProgressCallback], fraction: float, stage: str) -> None:

@@ -42,7 +42,8 @@ _INDEX_BITS = 23
 
 @dataclass
 class BackgroundLayer:
-    """A static coloured point cloud in world coordinates: (N, 3) float32 points, (N, 3) uint8 colours.
+    """A static coloured point cloud in world coordinates: (3, N) float32 points (x, y, z rows: one
+    contiguous array per axis is 20x faster to transform than an (N, 3) matmul), (N, 3) uint8 colours.
 
     ``mean_colour`` (3,) float32: the plate's mean colour, what invented colour fades to.
     """
@@ -52,7 +53,7 @@ class BackgroundLayer:
     mean_colour: np.ndarray
 
     def __len__(self) -> int:
-        return int(self.points.shape[0])
+        return int(self.points.shape[1])
 
 
 def farthest_plate(depth: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,21 +105,40 @@ def build_background_layer(geometry: SceneGeometry) -> BackgroundLayer:
         _unproject_pixels(1.0 / np.maximum(around[..., 3], 1e-12), K, margin, ring),
     ]
     parts_rgb = [plate_colour.reshape(-1, 3), behind[..., :3][needs_behind], around[..., :3][ring]]
-    points = np.concatenate(parts_xyz).astype(np.float32)
+    points = np.ascontiguousarray(np.concatenate(parts_xyz).T, dtype=np.float32)
     colours = np.clip(np.concatenate(parts_rgb).astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
     return BackgroundLayer(points, colours, mean_colour.astype(np.float32))
 
 
 def frame_cloud(geometry: SceneGeometry, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every pixel of the source frame behind output frame ``index`` as a point, hidden ones included.
+    """Every pixel of the source frame behind output frame ``index`` as a point, hidden ones included:
+    (3, N) float32 points and (N, 3) uint8 colours, as in :class:`BackgroundLayer`.
 
     The DW-mesh render drops the pixels on hidden faces (a ring at every depth edge); as points they
     carry their true colour and land where they belong, so an object's own edge fills its ring.
     """
     source = 0 if geometry.static else index
-    depth = np.asarray(geometry.depth[source], dtype=np.float32)
-    points = _unproject_pixels(depth, np.asarray(geometry.K, np.float64), 0, np.ones(depth.shape, bool))
-    return points.astype(np.float32), np.asarray(geometry.frames[source]).reshape(-1, 3)
+    depth = np.asarray(geometry.depth[source], dtype=np.float32).reshape(-1)
+    ray_x, ray_y = _pixel_rays(geometry.depth.shape[1], geometry.depth.shape[2], np.asarray(geometry.K))
+    points = np.empty((3, depth.size), np.float32)
+    np.multiply(ray_x, depth, out=points[0])
+    np.multiply(ray_y, depth, out=points[1])
+    points[2] = depth
+    return points, np.asarray(geometry.frames[source]).reshape(-1, 3)
+
+
+_RAYS_CACHE: dict = {}
+
+
+def _pixel_rays(h: int, w: int, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x/z and y/z of every pixel centre, (h*w,) float32 each; the last one asked for is kept."""
+    key = (h, w, tuple(np.asarray(K, np.float64).reshape(-1)))
+    if key not in _RAYS_CACHE:
+        u = ((np.arange(w) + 0.5 - K[0, 2]) / K[0, 0]).astype(np.float32)
+        v = ((np.arange(h) + 0.5 - K[1, 2]) / K[1, 1]).astype(np.float32)
+        _RAYS_CACHE.clear()
+        _RAYS_CACHE[key] = (np.tile(u, h), np.repeat(v, w))
+    return _RAYS_CACHE[key]
 
 
 def _extrapolated_disparity(disparity: np.ndarray, margin: int, baseline: int = 8) -> np.ndarray:
@@ -171,32 +191,45 @@ def _unproject_pixels(depth: np.ndarray, K: np.ndarray, offset: int, keep: np.nd
 
 
 def splat(layer: BackgroundLayer, K: np.ndarray, w2c: np.ndarray, width: int, height: int,
-          extra: Optional[tuple[np.ndarray, np.ndarray]] = None,
+          extra: Optional[tuple[np.ndarray, np.ndarray]] = None, region: Optional[np.ndarray] = None,
           gap_passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Project the layer into one camera with a z-buffer: (H, W, 3) uint8 colour and (H, W) bool coverage.
 
     Each point lands on the pixel it falls in; the nearest wins. Small gaps (a surface seen larger
     than in the source) and background points seen through them are then closed from the
-    surrounding nearer samples (:func:`close_gaps`). Plain numpy: on a busy 2-core machine torch's
-    thread pool made this 3x slower.
+    surrounding nearer samples (:func:`close_gaps`). ``extra``: more (points, colours) splatted with
+    the layer (e.g. a :func:`frame_cloud`); ``region``: (H, W) bool, the only pixels the caller
+    needs (the result is exact within it, apart from ``gap_passes`` pixels at its edge). Plain numpy:
+    on a busy 2-core machine torch's thread pool made this 3x slower.
     """
     points, colours = layer.points, layer.colours
-    if extra is not None:  # (points, colours) splatted together with the layer, e.g. a frame_cloud
-        points, colours = np.concatenate([points, extra[0]]), np.concatenate([colours, extra[1]])
-    if len(points) >= 2 ** _INDEX_BITS:
-        raise ValueError(f"too many points to splat: {len(points)}")
-    w2c = np.asarray(w2c, dtype=np.float32)
-    cam = points @ w2c[:3, :3].T + w2c[:3, 3]
-    z = cam[:, 2]
-    front = np.nonzero(z > 1e-6)[0]
-    zf = z[front]
-    u = np.floor(cam[front, 0] / zf * np.float32(K[0, 0]) + np.float32(K[0, 2]))
-    v = np.floor(cam[front, 1] / zf * np.float32(K[1, 1]) + np.float32(K[1, 2]))
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    index = front[inside]
-    pixel = v[inside].astype(np.int64) * width + u[inside].astype(np.int64)
+    if extra is not None:
+        points, colours = np.concatenate([points, extra[0]], axis=1), np.concatenate([colours, extra[1]])
+    if points.shape[1] >= 2 ** _INDEX_BITS:
+        raise ValueError(f"too many points to splat: {points.shape[1]}")
+    m = np.asarray(w2c, dtype=np.float32)
+    x, y, z = (points[0] * m[r, 0] + points[1] * m[r, 1] + points[2] * m[r, 2] + m[r, 3] for r in range(3))
+    inv_z = np.reciprocal(np.maximum(z, np.float32(1e-6)))
+    u = x * inv_z
+    u *= np.float32(K[0, 0])
+    u += np.float32(K[0, 2])
+    v = y * inv_z
+    v *= np.float32(K[1, 1])
+    v += np.float32(K[1, 2])
+    inside = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    index = np.nonzero(inside)[0]
+    pixel = v[index].astype(np.int64) * width + u[index].astype(np.int64)  # >= 0: truncation = floor
+    if region is not None:  # only points that can matter: in the region, or close enough to close a gap
+        import cv2
+
+        grow = 2 * gap_passes + 1
+        wanted = cv2.dilate(region.astype(np.uint8), np.ones((grow, grow), np.uint8)).reshape(-1).astype(bool)
+        keep = wanted[pixel]
+        index, pixel = index[keep], pixel[keep]
     # positive float32 bits sort like the floats: depth above, point index below, one min per pixel
-    key = (z[index].view(np.int32).astype(np.int64) << _INDEX_BITS) | index
+    key = z[index].view(np.int32).astype(np.int64)
+    key <<= _INDEX_BITS
+    key |= index
     empty = np.iinfo(np.int64).max
     zbuf = np.full(height * width, empty, dtype=np.int64)
     np.minimum.at(zbuf, pixel, key)
