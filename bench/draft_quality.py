@@ -100,18 +100,33 @@ def metrics(out: np.ndarray, given: np.ndarray, mask: np.ndarray, truth: np.ndar
     }
 
 
+def cached(folder, name, make):
+    """make() -> a tuple of arrays, kept as folder/name.npz when a folder is given."""
+    if not folder:
+        return make()
+    path = Path(folder) / f"{name}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return tuple(data[f"a{i}"] for i in range(len(data.files)))
+    arrays = make()
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{f"a{i}": a for i, a in enumerate(arrays)})
+    return arrays
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--presets", default="30,-30")
     parser.add_argument("--repeats", type=int, default=2, help="timing runs of the new draft (best is kept)")
+    parser.add_argument("--cache", help="folder to keep the ray-traced source and ground truth in between runs")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "draft_quality.json"))
     args = parser.parse_args()
 
     size, focal = args.size, args.size * 500 / 512  # the seed's f = 500 px at 512
     t0 = time.perf_counter()
-    frames, depth = render_source(size, size, focal, args.frames)
+    frames, depth = cached(args.cache, f"source_{size}_{args.frames}", lambda: render_source(size, size, focal, args.frames))
     print(f"source: {args.frames} frames {size}x{size} in {time.perf_counter() - t0:.1f} s", flush=True)
     scene = pipeline.Scene(frames, depth, Intrinsics(source_K(size, size, focal), "focal"), 24.0, "file", "units",
                            pipeline.ReconOptions(renderer="opengl", device="cpu"))
@@ -126,10 +141,11 @@ def main() -> int:
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         trajectory = pipeline.preset_trajectory(scene, preset, use_seed_rounds=False)
         cond = pipeline.render_conditioning(scene, trajectory, rasterizer=rasterizer, meshes=meshes, preview=True)
-        truth = np.stack([render_view(trajectory.K[i], trajectory.w2c[i], size, size, i / max(1, args.frames - 1))
-                          for i in range(args.frames)])
-        in_source = np.stack([source_visible(trajectory.K[i], trajectory.w2c[i], size, size,
-                                             i / max(1, args.frames - 1), scene.K) for i in range(args.frames)])
+        truth, in_source = cached(args.cache, f"truth_{size}_{args.frames}_{preset}", lambda: (
+            np.stack([render_view(trajectory.K[i], trajectory.w2c[i], size, size, i / max(1, args.frames - 1))
+                      for i in range(args.frames)]),
+            np.stack([source_visible(trajectory.K[i], trajectory.w2c[i], size, size,
+                                     i / max(1, args.frames - 1), scene.K) for i in range(args.frames)])))
         geometry = pipeline.generation_geometry(scene, trajectory)
         seed_c, preview_c, mask = cond.colour, cond.preview_colour, cond.mask
         runs = {
