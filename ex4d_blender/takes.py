@@ -12,7 +12,7 @@ import bpy
 from . import jobs, sequencer
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-GENERATORS = [("draft", "Draft", "OpenCV inpainting: seconds, no model weights"),
+GENERATORS = [("draft", "Draft preview", "A classical preview in seconds, no model weights (not the 14B model)"),
               ("wan", "Wan 2.1", "Wan2.1 + EX-4D adapter: needs the weights and a GPU on the engine")]
 TIMER_INTERVAL_S = 0.2
 

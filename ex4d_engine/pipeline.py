@@ -20,7 +20,7 @@ import torch
 from . import video_io
 from .contract import Trajectory
 from .errors import InputError
-from .generation.base import CancelCheck, check_cancel
+from .generation.base import CancelCheck, SceneGeometry, check_cancel
 from .intrinsics import resolve_intrinsics
 from .mesh import DWMeshSequence, build_dwmesh
 from .presets import make_preset, pivot_radius
@@ -37,11 +37,17 @@ MASK_ALPHA_THRESHOLD = 125
 
 @dataclass
 class Conditioning:
-    """What the generator sees. colour: (T, H, W, 3) uint8, black where masked; mask: (T, H, W) uint8 {0, 255}."""
+    """What the generator sees. colour: (T, H, W, 3) uint8, black where masked; mask: (T, H, W) uint8 {0, 255}.
+
+    ``preview_colour`` (only with ``render_conditioning(..., preview=True)``): the same render divided by
+    its coverage, for what people look at (the draft preview); ``colour`` stays the seed-literal render
+    that the EX-4D weights were trained on.
+    """
 
     colour: np.ndarray
     mask: np.ndarray
     frame0_is_source: bool
+    preview_colour: Optional[np.ndarray] = None
 
 
 # ------------------------------------------------------------------ scene
@@ -153,6 +159,7 @@ def render_conditioning(
     rasterizer: Optional[Rasterizer] = None,
     meshes: Optional[DWMeshSequence] = None,
     force_source_frame0: Optional[bool] = None,
+    preview: bool = False,
     progress: Optional[Progress] = None,
     should_cancel: Optional[CancelCheck] = None,
 ) -> Conditioning:
@@ -162,6 +169,11 @@ def render_conditioning(
     static scene). mask = 255 where rendered alpha > 125; colour is multiplied by the mask. Frame 0
     is replaced by the source frame with an all-white mask (the seed's rule) when
     ``force_source_frame0`` is True, or, by default, when camera 0 *is* the source camera.
+
+    ``preview=True`` also returns ``preview_colour``, the faithful render for previews: the seed
+    zeroes the RGB of hidden vertices, so every visible pixel near a silhouette is darkened by the
+    interpolated zeros; dividing the interpolated RGB by the interpolated alpha (which carries the
+    same zeros) undoes exactly that, and keeps the same mask (docs/dwmesh.md, "Faithful preview").
     """
     trajectory.validate()
     n = len(trajectory)
@@ -187,6 +199,11 @@ def render_conditioning(
     visible = rgba[..., 3] > MASK_ALPHA_THRESHOLD
     mask = (visible.to(torch.uint8) * 255).cpu().numpy()
     colour = (rgba[..., :3].round().clamp(0, 255) * visible[..., None]).to(torch.uint8).cpu().numpy()
+    preview_colour = None
+    if preview:
+        coverage = rgba[..., 3:].clamp_min(1e-6) / 255.0
+        preview_colour = ((rgba[..., :3] / coverage).round().clamp(0, 255) * visible[..., None]).to(torch.uint8)
+        preview_colour = preview_colour.cpu().numpy()
 
     if force_source_frame0 is None:
         force_source_frame0 = camera0_is_source(scene, trajectory)
@@ -196,8 +213,19 @@ def render_conditioning(
                              f"{trajectory.width}x{trajectory.height} differs from the scene's {scene.width}x{scene.height}")
         colour[0] = scene.frames[start_frame if not scene.options.only_first_frame else 0]
         mask[0] = 255
+        if preview_colour is not None:
+            preview_colour[0] = colour[0]
     _report(progress, 1.0, "rendered")
-    return Conditioning(colour, mask, bool(force_source_frame0))
+    return Conditioning(colour, mask, bool(force_source_frame0), preview_colour)
+
+
+def generation_geometry(scene: Scene, trajectory: Trajectory, start_frame: int = 0) -> SceneGeometry:
+    """What a geometry-aware generator (the draft preview) needs about this shot: the source frames
+    and depth behind each rendered frame, the source K, and the trajectory's cameras."""
+    n = len(trajectory)
+    pick = slice(0, 1) if scene.options.only_first_frame else slice(start_frame, start_frame + n)
+    return SceneGeometry(frames=scene.frames[pick], depth=np.asarray(scene.depth[pick], np.float32), K=scene.K,
+                         camera_K=np.asarray(trajectory.K), camera_w2c=np.asarray(trajectory.w2c))
 
 
 def camera0_is_source(scene: Scene, trajectory: Trajectory, tolerance: float = 1e-6) -> bool:

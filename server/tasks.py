@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ex4d_engine.contract import Trajectory
-from ex4d_engine.protocol import JobOptions, SceneMetadata, SceneOptions
+from ex4d_engine.protocol import GENERATORS, JobOptions, SceneMetadata, SceneOptions
 
 from .artefacts import CONDITIONING_VIDEOS, RESULT_VIDEO, SCENE_ARRAYS, SCENE_PACKAGE, atomic_path
 from .job_context import JobContext
@@ -54,7 +54,7 @@ def run_recon(ctx: JobContext) -> dict[str, Any]:
 def run_generate(ctx: JobContext) -> None:
     """Render the conditioning along the trajectory, run the generator, write the result."""
     from ex4d_engine.generation.base import GenerationRequest
-    from ex4d_engine.pipeline import Scene, render_conditioning, save_conditioning
+    from ex4d_engine.pipeline import Scene, generation_geometry, render_conditioning, save_conditioning
     from ex4d_engine.video_io import write_video
 
     job = ctx.job
@@ -65,7 +65,8 @@ def run_generate(ctx: JobContext) -> None:
     trajectory = Trajectory.from_dict(json.loads(ctx.store.trajectory_json(job.id)))
     ctx.check_cancel()
 
-    conditioning = render_conditioning(scene, trajectory, progress=ctx.sub("render", 0.02, 0.3),
+    is_draft = GENERATORS[options.generator].preview
+    conditioning = render_conditioning(scene, trajectory, preview=is_draft, progress=ctx.sub("render", 0.02, 0.3),
                                        should_cancel=ctx.should_cancel)
     job_dir = ctx.artefacts.job_dir(job.id, create=True)
     ctx.progress(0.3, "write conditioning")
@@ -75,10 +76,11 @@ def run_generate(ctx: JobContext) -> None:
     ctx.check_cancel()
 
     generator = ctx.resident.generator(options.generator, options.profile)
-    request = GenerationRequest(
-        colour=conditioning.colour, mask=conditioning.mask, fps=trajectory.fps, seed=options.seed,
-        steps=options.steps, prompt=options.prompt, negative_prompt=options.negative_prompt,
-        profile=options.profile,
+    request = GenerationRequest(  # the draft preview gets the faithful colour and the shot's geometry
+        colour=conditioning.preview_colour if is_draft else conditioning.colour, mask=conditioning.mask,
+        fps=trajectory.fps, seed=options.seed, steps=options.steps, prompt=options.prompt,
+        negative_prompt=options.negative_prompt, profile=options.profile,
+        geometry=generation_geometry(scene, trajectory) if is_draft else None,
     )
     video = generator.generate(request, progress=ctx.sub("generate", 0.35, 0.95), should_cancel=ctx.should_cancel)
     ctx.check_cancel()

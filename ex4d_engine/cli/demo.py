@@ -1,8 +1,9 @@
 """``ex4d demo``: the whole chain on the bundled example, without any model weights.
 
 For each preset it renders the DW-mesh's colour + mask (the seed's recon), fills the hidden
-pixels with the draft generator (OpenCV inpainting), writes the videos and one contact sheet
-(``contact_sheet.png``: rows = presets, render above result). Also writes the scene package.
+pixels with the draft preview (a classical fill from depth, cameras and the other frames, not the
+14B model), writes the videos and one contact sheet (``contact_sheet.png``: rows = presets, render
+above the draft preview). Also writes the scene package.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def default_example_dir() -> Path:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="run recon + draft generation on the bundled example, write a contact sheet",
+    p = subparsers.add_parser("demo", help="run recon + the draft preview on the bundled example, write a contact sheet",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--example", default=None, help="example folder with input.mp4, depth/ and scene.json "
                    "(default: the bundled examples/garden)")
@@ -60,16 +61,18 @@ def run(args: argparse.Namespace) -> int:
     for cam in [c.strip() for c in args.presets.split(",") if c.strip()]:
         t0 = time.perf_counter()
         trajectory = pipeline.preset_trajectory(scene, cam)
-        conditioning = pipeline.render_conditioning(scene, trajectory, rasterizer=rasterizer, meshes=meshes)
+        conditioning = pipeline.render_conditioning(scene, trajectory, rasterizer=rasterizer, meshes=meshes,
+                                                    preview=True)
         pipeline.save_conditioning(conditioning, scene.fps, out / f"color_{cam}.mp4", out / f"mask_{cam}.mp4")
-        result = generator.generate(GenerationRequest(conditioning.colour, conditioning.mask, scene.fps))
+        result = generator.generate(GenerationRequest(conditioning.preview_colour, conditioning.mask, scene.fps,
+                                                      geometry=pipeline.generation_geometry(scene, trajectory)))
         video_io.write_video(out / f"draft_{cam}.mp4", result, scene.fps)
         rows.append((cam, conditioning.colour, result))
         print(f"  {cam:>8}: {100 * conditioning.mask.mean() / 255:5.1f}% visible, {time.perf_counter() - t0:.1f} s")
     sheet = contact_sheet(rows)
     _write_png(out / "contact_sheet.png", sheet)
     print(f"demo done in {time.perf_counter() - started:.1f} s ({rasterizer.name} renderer): "
-          f"{out}/contact_sheet.png, color_*/mask_*/draft_*.mp4, garden.ex4dscene.zip")
+          f"{out}/contact_sheet.png, color_*/mask_*/draft_*.mp4 (draft = preview), garden.ex4dscene.zip")
     return 0
 
 
@@ -82,7 +85,7 @@ def contact_sheet(rows: list[tuple[str, np.ndarray, np.ndarray]], columns: int =
         picks = np.linspace(0, len(render) - 1, columns).round().astype(int)
         pair = np.concatenate([np.concatenate(list(render[picks]), axis=1),
                                np.concatenate(list(result[picks]), axis=1)], axis=0).copy()
-        cv2.putText(pair, f"--cam {label}: render / draft", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+        cv2.putText(pair, f"--cam {label}: render / draft preview", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     (255, 255, 255), 1, cv2.LINE_AA)
         strips.append(pair)
     gap = np.full((4, strips[0].shape[1], 3), 32, np.uint8)

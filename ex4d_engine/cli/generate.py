@@ -4,7 +4,8 @@ Accepts the seed's flags (``--color_video --mask_video --output_video --num_fram
 --num_inference_steps --device``) plus ``--models_dir --profile --steps --frames --prompt
 --negative_prompt --generator``. Unlike the seed, the aspect ratio is kept (480P-area size), the
 output is written at the input's fps, and more frames than one 49-frame window are generated as
-a long shot. ``--generator draft`` (OpenCV inpainting) needs no weights.
+a long shot. ``--generator draft`` (a classical preview) needs no weights; given only the colour and
+mask videos it fills in 2-D (``ex4d run`` also gives it depth and cameras).
 The output is written to a temporary name and renamed only once complete.
 """
 
@@ -33,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     """The generator options shared by ``generate`` and ``run``."""
     p.add_argument("--generator", choices=tuple(GENERATORS), default="wan",
-                   help="wan (Wan2.1-I2V-14B + EX-4D, needs the weights) or draft (OpenCV inpainting, no weights)")
+                   help="wan (Wan2.1-I2V-14B + EX-4D, needs the weights) or draft (a preview in seconds, no weights: "
+                        "fills from depth and the other frames in `ex4d run`, 2-D fill from colour + mask here)")
     p.add_argument("--models_dir", "--models-dir", help="Wan2.1-I2V-14B-480P folder with ex4d.ckpt, or its parent "
                    "(default $EX4D_MODELS_DIR); `ex4d models check DIR` tells what is missing")
     p.add_argument("--profile", choices=("full", "balanced", "low"), default="full",
@@ -107,7 +109,8 @@ def build_generator(args: argparse.Namespace):
 
 
 def generate_frames(args: argparse.Namespace, colour: np.ndarray, mask: np.ndarray, fps: float,
-                    generator=None) -> np.ndarray:
+                    generator=None, geometry=None) -> np.ndarray:
+    """Run the generator; ``geometry`` (a SceneGeometry, or None) is what the draft preview fills from."""
     from ..generation.base import GenerationRequest
     from .progress import ProgressBar
 
@@ -115,8 +118,9 @@ def generate_frames(args: argparse.Namespace, colour: np.ndarray, mask: np.ndarr
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     generator = generator or build_generator(args)
     request = GenerationRequest(colour=colour, mask=mask, fps=fps, seed=args.seed, steps=args.steps,
-                                prompt=args.prompt, negative_prompt=args.negative_prompt)
-    with ProgressBar(f"generate ({generator.name})") as bar:
+                                prompt=args.prompt, negative_prompt=args.negative_prompt, geometry=geometry)
+    label = "draft preview" if generator.name == "draft" else generator.name
+    with ProgressBar(f"generate ({label})") as bar:
         return generator.generate(request, progress=bar.update)
 
 
