@@ -62,7 +62,12 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
             if orphans:
                 log.warning("removed folders left by an interrupted upload: %s", orphans)
             artefacts.use_as_temp_dir()  # before the workers start: they inherit TMPDIR
-            app.state.pool = pool = WorkerPool(settings, store)
+            if settings.ray:
+                from .ray_pool import RayPool  # imports ray only when asked for
+
+                app.state.pool = pool = RayPool(settings, store)
+            else:
+                app.state.pool = pool = WorkerPool(settings, store)
             pool.start()
             if url:
                 write_text_atomic(settings.data_dir / SERVER_FILE, json.dumps(
@@ -101,7 +106,9 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     settings.check_bind()
-    settings.worker_devices()  # validate --gpus before anything starts
+    settings.check_ray()  # validate --ray / --gpus before anything starts
+    if not settings.ray:
+        settings.worker_devices()
     lock = _lock_data_dir(settings)
     resolve_token(settings)  # create it now, so its path can be printed
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
