@@ -107,7 +107,11 @@ def serve(settings: Settings) -> None:
 
     settings.check_bind()
     settings.check_ray()  # validate --ray / --gpus before anything starts
-    if not settings.ray:
+    if settings.ray:
+        from .ray_pool import check_reachable
+
+        check_reachable(settings.ray)
+    else:
         settings.worker_devices()
     lock = _lock_data_dir(settings)
     resolve_token(settings)  # create it now, so its path can be printed

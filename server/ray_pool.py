@@ -16,6 +16,8 @@ waits on Ray: health reads a snapshot this thread refreshes.
 from __future__ import annotations
 
 import logging
+import signal
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -90,11 +92,17 @@ class RayPool:
     def start(self) -> None:
         import ray
 
+        address = self.settings.ray
+        check_reachable(address)
+        uvicorn_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit in the main thread
         try:
-            ray.init(address=self.settings.ray, namespace="ex4d", logging_level=logging.WARNING)
+            ray.init(address=address, namespace="ex4d", logging_level=logging.WARNING)
         except Exception as exc:  # ConnectionError, AuthenticationError, ...
-            raise ResourceError(f"cannot connect to the Ray cluster at {self.settings.ray!r}: "
-                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+            ray.shutdown()
+            raise ResourceError(f"cannot connect to the Ray cluster at {address!r}: {_short(exc)}") from None
+        finally:
+            if threading.current_thread() is threading.main_thread() and uvicorn_sigterm is not None:
+                signal.signal(signal.SIGTERM, uvicorn_sigterm)  # SIGTERM stops the server in order, as without --ray
         self._remote_actor = ray.remote(ShotActor)
         self._refresh_nodes()
         self._connected = True
@@ -283,7 +291,7 @@ class RayPool:
                 self.store.finish(job.id, token, JobState.failed, error=("internal_error", _short(exc)))
                 return
             except (ActorLost, ray.exceptions.RayError) as exc:
-                reason = str(exc) if isinstance(exc, ActorLost) else _short(exc)
+                reason = _loss_reason(exc)
                 self._lose_actor(slot, reason)
                 state = self.store.retry_or_fail(
                     job.id, token, self.settings.max_attempts,
@@ -426,6 +434,31 @@ class RayPool:
     def _count(self, name: str) -> None:
         with self._lock:
             self.counters[name] += 1
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at HOST:PORT."""
+    if address == "auto":
+        return  # ray.init finds this machine's cluster or says at once that there is none
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ResourceError(f"cannot connect to the Ray cluster at {address!r}: nothing answers there "
+                            f"({exc.strerror or exc}); start the head with `ray start --head` (docs/cluster.md)") from None
+
+
+def _loss_reason(exc: BaseException) -> str:
+    """Why a run's actor is counted as lost, in words for the job row and health."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+    if isinstance(exc, ActorLost):
+        return str(exc)
+    if isinstance(exc, ActorUnavailableError):  # Ray cannot tell whether it comes back; the run is given up
+        return f"it became unreachable, its node may have left the cluster ({_short(exc)[:160]})"
+    if isinstance(exc, ActorDiedError):
+        return f"it died ({_short(exc)[:160]})"
+    return f"{type(exc).__name__}: {_short(exc)[:160]}"
 
 
 def _short(exc: BaseException) -> str:
