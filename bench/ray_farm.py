@@ -3,7 +3,7 @@
 Starts a local Ray cluster of ``--nodes`` simulated nodes (``server.ray_local_cluster``: a head without
 GPUs standing for the server host, each node a separate raylet with ``--group-size`` GPUs), then:
 
-1. baseline: a server limited to one actor (``--ray-max-actors 1``: one node's worth) runs the jobs;
+1. baseline: a server limited to one actor (``--ray-actors 1``: one node's worth) runs the jobs;
 2. farm: a server with one actor per node runs the same jobs, submitted by ``--clients`` concurrent
    clients; with ``--kill-node-after K`` the node of a busy actor is killed once K jobs are done.
 
@@ -54,7 +54,7 @@ class FarmServer(BenchServer):
     def __init__(self, data_dir: Path, cluster: LocalRayCluster, actors: int, extra: list[str]):
         self.data_dir = data_dir
         data_dir.mkdir(parents=True)
-        args = ["--ray", cluster.address, "--ray-max-actors", str(actors), *extra]
+        args = ["--ray", cluster.address, "--ray-actors", str(actors), *extra]
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ex4d_engine.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args],

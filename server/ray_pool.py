@@ -192,11 +192,12 @@ class RayPool:
                 self._lose_actor(slot, f"its node {slot.info.get('node_address')} left the cluster")
 
     def _target(self) -> int:
+        """--ray-actors if given (an actor beyond the free GPUs waits for them: an autoscaler's cue to add a
+        node), else one per group of GPUs the alive nodes hold."""
+        if self.settings.ray_actors is not None:
+            return self.settings.ray_actors
         group = self.settings.group_size
-        target = sum(int(n["gpus"] + 1e-6) // group for n in self._nodes if n["alive"])
-        if self.settings.ray_max_actors is not None:
-            target = min(target, self.settings.ray_max_actors)
-        return target
+        return sum(int(n["gpus"] + 1e-6) // group for n in self._nodes if n["alive"])
 
     def _start_actors(self) -> None:
         """One actor per GPU group the cluster can hold; a lost one is replaced once its GPUs are there."""

@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     #: A folder mounted at the same path on the server and every Ray node: job files travel through it
     #: instead of Ray's object store (docs/cluster.md).
     ray_shared_dir: Optional[Path] = None
-    #: At most this many Ray actors (GPU groups); None = as many as the cluster's GPUs allow.
-    ray_max_actors: Optional[int] = Field(None, ge=1)
+    #: Keep this many Ray actors (GPU groups), waiting for GPUs if need be; None = as many as the cluster's GPUs allow.
+    ray_actors: Optional[int] = Field(None, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
 
     max_upload_mb: int = Field(2048, ge=1)
@@ -104,8 +104,8 @@ class Settings(BaseSettings):
         from ex4d_engine.generation.gpu_groups import check_group_size
 
         if not self.ray:
-            if self.ray_shared_dir is not None or self.ray_max_actors is not None:
-                raise InputError("--ray-shared-dir and --ray-max-actors need --ray ADDRESS")
+            if self.ray_shared_dir is not None or self.ray_actors is not None:
+                raise InputError("--ray-shared-dir and --ray-actors need --ray ADDRESS")
             return
         address = self.ray.strip()
         if address != "auto" and not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}", address):

@@ -31,8 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ray-shared-dir", type=Path, default=None,
                         help="with --ray: a folder mounted at the same path on every node; job files travel "
                         "through it instead of Ray's object store")
-    parser.add_argument("--ray-max-actors", type=int, default=None,
-                        help="with --ray: at most this many actors (default: as many as the cluster's GPUs allow)")
+    parser.add_argument("--ray-actors", type=int, default=None,
+                        help="with --ray: keep this many actors; those beyond the free GPUs wait for a node to join "
+                        "(default: one per --group-size GPUs of the nodes there are)")
     parser.add_argument("--import-root", type=Path, action="append", default=None, dest="import_roots",
                         help="directory clients may import videos/depth from by path (repeatable)")
     parser.add_argument("--models-dir", type=Path, default=None, help="where model weights live")

@@ -36,7 +36,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def farm(cluster, start_server):
     """A server with two actors (one GPU each); the cluster's third GPU is left for replacements."""
-    proc = start_server("--ray", cluster.address, "--ray-max-actors", "2", env=cluster.env)
+    proc = start_server("--ray", cluster.address, "--ray-actors", "2", env=cluster.env)
     _wait_actors(proc, 2)
     return proc
 
@@ -86,7 +86,7 @@ def _check_result(server, job_id: str, frames: int) -> None:
     (("--ray", "not an address"), "--ray must be 'auto' or the Ray head's HOST:PORT", 2),
     (("--ray", "auto", "--gpus", "0,1"), "--gpus 0,1 picks local GPUs; with --ray the cluster's GPUs are used", 2),
     (("--ray", "auto", "--group-size", "3"), "--group-size 3: a GPU group of 3 cannot split Wan's 40", 2),
-    (("--ray-max-actors", "2",), "--ray-shared-dir and --ray-max-actors need --ray ADDRESS", 2),
+    (("--ray-actors", "2",), "--ray-shared-dir and --ray-actors need --ray ADDRESS", 2),
     (("--ray", "127.0.0.1:1"), "cannot connect to the Ray cluster at '127.0.0.1:1': nothing answers there", 4),
 ])
 def test_bad_ray_options_are_refused_before_start(args, message, code, tmp_path):
