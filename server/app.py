@@ -58,7 +58,12 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
             orphans = artefacts.remove_orphans(*store.known_ids())
             if orphans:
                 log.warning("removed folders left by an interrupted upload: %s", orphans)
-            app.state.pool = pool = WorkerPool(settings, store)
+            if settings.ray:
+                from .ray_pool import RayPool  # imports ray only when asked for
+
+                app.state.pool = pool = RayPool(settings, store)
+            else:
+                app.state.pool = pool = WorkerPool(settings, store)
             pool.start()
             if url:
                 atomic_write(settings.data_dir / SERVER_FILE, json.dumps(
@@ -97,7 +102,13 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     settings.check_bind()
-    settings.worker_devices()  # validate --gpus before anything starts
+    settings.check_ray()  # validate --ray / --gpus before anything starts
+    if settings.ray:
+        from .ray_pool import check_reachable
+
+        check_reachable(settings.ray)
+    else:
+        settings.worker_devices()
     lock = _lock_data_dir(settings)
     resolve_token(settings)  # create it now, so its path can be printed
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET

@@ -31,6 +31,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "of --gpus and Wan's 40 attention heads (1, 2, 4, 5, 8)")
     parser.add_argument("--preload", action="store_true", default=None,
                         help="load the available generators at start-up instead of at the first job")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="run the jobs on a Ray cluster: 'auto' (the cluster this machine belongs to) or the "
+                        "head's HOST:PORT; one actor per --group-size GPUs anywhere in the cluster (docs/cluster.md)")
+    parser.add_argument("--ray-shared-dir", type=Path, default=None,
+                        help="with --ray: a folder mounted at the same path on every node; job files travel "
+                        "through it instead of Ray's object store")
+    parser.add_argument("--ray-actors", type=int, default=None,
+                        help="with --ray: keep this many actors; those beyond the free GPUs wait for a node to join "
+                        "(default: one per --group-size GPUs of the nodes there are)")
     parser.add_argument("--import-root", type=Path, action="append", default=None, dest="import_roots",
                         help="directory clients may import videos/depth from by path (repeatable)")
     parser.add_argument("--models-dir", type=Path, default=None, help="where model weights live")

@@ -112,6 +112,43 @@ class GeneratorInfo(BaseModel):
     models_missing: list[str]
 
 
+class ClusterNode(BaseModel):
+    node_id: str
+    address: Optional[str]
+    hostname: Optional[str]
+    alive: bool
+    gpus: float = Field(description="GPUs the node declares to Ray")
+    cpus: float
+
+
+class ClusterActor(BaseModel):
+    slot: int
+    state: str = Field(description="starting | idle | busy | restarting (no actor: waiting for GPUs or back-off)")
+    job_id: Optional[str]
+    restarts: int
+    last_exit: Optional[str] = Field(None, description="why this slot's previous actor ended, if it did")
+    node_id: Optional[str]
+    node_address: Optional[str]
+    hostname: Optional[str]
+    pid: Optional[int] = Field(None, description="the actor's process id on its node")
+    gpu_ids: list[str] = Field(default_factory=list, description="the node's GPU ids Ray gave this actor")
+    gpus: list[GpuInfo] = Field(default_factory=list, description="the CUDA devices the actor sees")
+    loaded: list[str] = Field(default_factory=list)
+
+
+class ClusterInfo(BaseModel):
+    """``ex4d serve --ray``: the Ray cluster the jobs run on (docs/cluster.md)."""
+
+    address: str
+    connected: bool
+    problem: Optional[str] = Field(None, description="why the cluster is not answering, while it is not")
+    group_size: int
+    nodes: list[ClusterNode]
+    actors: list[ClusterActor]
+    counters: dict[str, int] = Field(description="dispatched, requeued, results_committed, results_discarded, "
+                                                 "actors_lost (since the server started)")
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str
@@ -122,6 +159,7 @@ class Health(BaseModel):
     generators: list[GeneratorInfo]
     depth_backends: list[str]
     queue_length: int
+    cluster: Optional[ClusterInfo] = Field(None, description="only with --ray")
 
 
 # ---------------------------------------------------------------------- rows -> protocol objects

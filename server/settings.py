@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import socket
 from pathlib import Path
@@ -42,6 +43,13 @@ class Settings(BaseSettings):
     #: sequence-parallel gang over them. Must divide the number of --gpus and Wan's 40 attention heads.
     group_size: int = Field(1, ge=1)
     preload: bool = False
+    #: Ray cluster to run the jobs on ("auto" or the head's host:port); None = local worker processes.
+    ray: Optional[str] = None
+    #: A folder mounted at the same path on the server and every Ray node: job files travel through it
+    #: instead of Ray's object store (docs/cluster.md).
+    ray_shared_dir: Optional[Path] = None
+    #: Keep this many Ray actors (GPU groups), waiting for GPUs if need be; None = as many as the cluster's GPUs allow.
+    ray_actors: Optional[int] = Field(None, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
 
     max_upload_mb: int = Field(2048, ge=1)
@@ -90,6 +98,28 @@ class Settings(BaseSettings):
             raise InputError(f"--group-size {self.group_size} does not divide the {len(parts)} GPUs of "
                              f"--gpus {','.join(parts)}")
         return [parts[i:i + self.group_size] for i in range(0, len(parts), self.group_size)]
+
+    def check_ray(self) -> None:
+        """With --ray the cluster's GPUs are used: refuse local GPU flags and a bad address or shared dir."""
+        from ex4d_engine.generation.gpu_groups import check_group_size
+
+        if not self.ray:
+            if self.ray_shared_dir is not None or self.ray_actors is not None:
+                raise InputError("--ray-shared-dir and --ray-actors need --ray ADDRESS")
+            return
+        address = self.ray.strip()
+        if address != "auto" and not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}", address):
+            raise InputError(f"--ray must be 'auto' or the Ray head's HOST:PORT (as `ray start --head` prints), "
+                             f"got {self.ray!r}")
+        if self.gpus.strip().lower() != "auto":
+            raise InputError(f"--gpus {self.gpus} picks local GPUs; with --ray the cluster's GPUs are used "
+                             "(one actor per --group-size GPUs): drop --gpus")
+        try:
+            check_group_size(self.group_size)
+        except InputError as exc:
+            raise InputError(f"--group-size {self.group_size}: {exc.message}") from None
+        if self.ray_shared_dir is not None and not self.ray_shared_dir.is_dir():
+            raise InputError(f"--ray-shared-dir {self.ray_shared_dir} is not a directory")
 
     def check_bind(self) -> None:
         """Refuse a non-loopback bind unless the token was given explicitly."""

@@ -364,6 +364,33 @@ class Store:
                 failed.append(row["id"])
         return failed
 
+    def retry_or_fail(self, job_id: str, token: str, max_attempts: int, message: str) -> Optional[JobState]:
+        """The run's executor was lost (a Ray actor or node died): re-queue the job at its place, or fail it
+        once it has been tried ``max_attempts`` times (the restart-recovery policy). None if not owned."""
+        with self._write() as db:
+            row = db.execute("SELECT attempts, cancel_requested FROM jobs WHERE id = ? AND run_token = ? "
+                             "AND state = 'running'", (job_id, token)).fetchone()
+            if row is None:
+                return None
+            if row["cancel_requested"]:
+                state, code, message = JobState.cancelled, "cancelled", "cancelled by the user"
+            elif row["attempts"] >= max_attempts:
+                state, code = JobState.failed, "worker_crashed"
+                message = f"{message}; tried {row['attempts']} times, not retried again"
+            else:
+                db.execute(
+                    "UPDATE jobs SET state = 'queued', stage = 'queued (its worker was lost; retrying)', "
+                    "progress = 0, started_at = NULL, run_token = NULL, worker_pid = NULL, "
+                    "version = version + 1 WHERE id = ?", (job_id,))
+                return JobState.queued
+            db.execute(
+                "UPDATE jobs SET state = ?, stage = ?, finished_at = ?, error_code = ?, error_message = ?, "
+                "run_token = NULL, version = version + 1 WHERE id = ?",
+                (state.value, state.value, time.time(), code, message, job_id),
+            )
+            self._finish_scene_of(db, job_id, state, code, message)
+        return state
+
     def recover_after_restart(self, max_attempts: int) -> dict[str, list[str]]:
         """Start-up: running jobs were interrupted by the server's death. See docs/api.md."""
         result: dict[str, list[str]] = {"requeued": [], "failed": [], "cancelled": []}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from ex4d_engine import __version__
 from ex4d_engine.contract import CONTRACT_VERSION
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["health"])
 
 
 @router.get("/health", response_model=Health, summary="Server, GPU, model and queue status (no auth)")
-def health(store: StoreDep, settings: SettingsDep) -> Health:
+def health(request: Request, store: StoreDep, settings: SettingsDep) -> Health:
     workers = store.list_workers()
     loaded = {name for w in workers for name in w.info.get("loaded", [])}
     gpus = {g["index"]: g for w in workers for g in w.info.get("gpus", [])}
@@ -34,4 +34,11 @@ def health(store: StoreDep, settings: SettingsDep) -> Health:
                             cuda_visible_devices=w.info.get("cuda_visible_devices"),
                             last_exit=w.info.get("last_exit")) for w in workers],
         generators=generators, depth_backends=available_backends(), queue_length=store.queue_length(),
+        cluster=_cluster(request),
     )
+
+
+def _cluster(request: Request):
+    """The Ray cluster's snapshot (``--ray`` only); never waits on Ray."""
+    status = getattr(getattr(request.app.state, "pool", None), "cluster_status", None)
+    return status() if status is not None else None
