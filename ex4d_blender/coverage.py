@@ -6,7 +6,8 @@ send: engine K and w2c) through a grid of pixel centres into the DW-mesh of that
 ``EX4D Mesh`` and ``EX4D Skirt``, in engine coordinates). A ray counts as visible exactly as the
 engine's mask does: the vertex visibility (0 on hidden vertices, 1 elsewhere) interpolated at the hit
 (perspective-correct barycentrics) times 255 is above 125; a ray that hits nothing is not visible.
-With one ray per pixel this is the engine's mask; the default ~2000 rays estimate its mean.
+With one ray per pixel this is the engine's mask; the default ~2000 rays estimate its mean. As in
+the engine, a shot whose first frame is the source camera gets the source frame there: 100 %.
 
 Results: ``collection["ex4d_coverage"]`` (camera, first frame, visible fraction per frame, threshold),
 an F-curve ``scene["ex4d_visible_pct"]`` (Graph Editor) and a timeline marker ``EX4D <pct>%`` on every
@@ -166,7 +167,20 @@ def estimate_coverage(scene, collection, camera, frame_start: int, frame_end: in
                 progress(i + 1, frame_end - frame_start + 1)
     finally:
         scene.frame_set(saved_frame)
+    if fractions and _is_source_camera(collection, trajectory.K[0].tolist(), trajectory.w2c[0].tolist(),
+                                       trajectory.width, trajectory.height):
+        fractions[0] = 1.0  # the engine puts the source frame itself there (pipeline.camera0_is_source)
     return fractions
+
+
+def _is_source_camera(collection, K, w2c, width: int, height: int, tolerance: float = 1e-6) -> bool:
+    """The engine's ``camera0_is_source``: same size, same K, identity pose."""
+    if (width, height) != (int(collection["ex4d_width"]), int(collection["ex4d_height"])):
+        return False
+    source_K = list(collection["ex4d_K"])
+    k_tolerance = tolerance * max(width, height)
+    return (all(abs(K[r][c] - source_K[3 * r + c]) <= k_tolerance for r in range(3) for c in range(3))
+            and all(abs(w2c[r][c] - (1.0 if r == c else 0.0)) <= tolerance for r in range(4) for c in range(4)))
 
 
 # ---------------------------------------------------------------------- show

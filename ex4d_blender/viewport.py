@@ -88,6 +88,15 @@ def depth_range_world(collection) -> tuple[float, float]:
     return near * scale, far * scale
 
 
+def view_half_tangent(lens_mm: float, aspect: float) -> float:
+    """tan(half field of view) of a perspective 3D view across its narrower side.
+
+    A 3D view draws like a 36 mm sensor (fit to the wider side) at *half* its lens (Blender's
+    CAMERA_PARAM_ZOOM_INIT_PERSP = 2): 50 mm in the view is 25 mm on a camera.
+    """
+    return 36.0 / lens_mm * min(aspect, 1.0 / aspect) if aspect > 0 else 36.0 / lens_mm
+
+
 def framing(collection, lens_mm: float = 50.0, aspect: float = 16 / 9) -> dict:
     """Where a 3D view should stand to see the content: centre, rotation, distance and clip range.
 
@@ -101,7 +110,7 @@ def framing(collection, lens_mm: float = 50.0, aspect: float = 16 / 9) -> dict:
     right, up, forward = axes.col[0], axes.col[1], -axes.col[2]
     a, b, c = FRAMING_DIRECTION
     direction = (right * a + up * b + forward * c).normalized()
-    half_angle = math.atan(18.0 / lens_mm * min(1.0, 1.0 / max(aspect, 1e-6)))  # Blender's 36 mm view sensor
+    half_angle = math.atan(view_half_tangent(lens_mm, aspect))
     distance = FRAMING_MARGIN * radius / math.sin(half_angle)
     near, _far = depth_range_world(collection)
     clip_start = max(min(0.01 * near, 0.01 * radius), 1e-6)

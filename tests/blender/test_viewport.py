@@ -85,8 +85,9 @@ def test_coverage_matches_the_engine_mask(viewport_checks, engine_scene, blender
 
     value = check_value(viewport_checks(blender_version), "coverage")
     trajectory = Trajectory.load(value["trajectory"])
-    conditioning = render_conditioning(engine_scene["scene"], trajectory, force_source_frame0=False)
+    conditioning = render_conditioning(engine_scene["scene"], trajectory)  # the engine's rules, as sent
     engine = (conditioning.mask == 255).mean(axis=(1, 2))
+    assert conditioning.frame0_is_source and engine[0] == 1.0  # the shot starts at the source camera
     per_pixel, default = np.array(value["per_pixel"]), np.array(value["default"])
     print(f"\ncoverage bpy {blender_version}: engine {np.round(engine, 3).tolist()}\n"
           f"  per-pixel rays max err {np.abs(per_pixel - engine).max():.4f} ({value['per_pixel_s']:.1f} s), "

@@ -112,7 +112,9 @@ def check_framing():
     distances = np.linalg.norm(rays, axis=1)
     angles = np.degrees(np.arccos(np.clip(rays @ forward / distances, -1, 1)))
     region = next(r for r in area.regions if r.type == "WINDOW")
-    half_fov = math.degrees(math.atan(18.0 / space.lens * min(1.0, region.height / region.width)))
+    # A 3D view draws as a 36 mm sensor at half its lens (Blender's CAMERA_PARAM_ZOOM_INIT_PERSP = 2).
+    half_fov = math.degrees(math.atan(36.0 / (space.lens / 2) / 2 * min(region.width, region.height)
+                                      / max(region.width, region.height)))
     near, far = addon.viewport.depth_range_world(collection)
     cameras = {}
     for name, camera in (("source", collection["ex4d_source_camera"]), ("shot", scene.camera)):
