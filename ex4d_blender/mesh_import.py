@@ -45,6 +45,7 @@ SCENE_FORMAT = "ex4d.scene"
 OVERLAY_NODE = "EX4D Overlay Strength"
 VISIBILITY_NODE = "EX4D Visibility"
 VISIBILITY_PATTERN = "visible_{:04d}.png"  # scene frame 1 = file 0001
+BORDER_RING_GROUP = "EX4D Border Ring"  # loose in EX4D Mesh when the skirt is split off
 PACKAGE_MEMBERS = ("scene.json", "mesh.npz", "positions.pc2", "source.mp4")
 
 
@@ -225,10 +226,17 @@ def _build(scene, folder: str, info: dict, package_path: str, scene_id: str, eng
 
     content_faces, skirt_faces = split_skirt(arrays["faces"], arrays["vertices"], width, height,
                                              info.get("border_depth"))
-    mesh_object = _build_mesh(collection, "EX4D Mesh", f"EX4D {name}", arrays["vertices"], content_faces,
-                              arrays["uv"])
+    base_vertices = arrays["vertices"] if not len(skirt_faces) else pull_in_border(arrays["vertices"], width, height)
+    mesh_object = _build_mesh(collection, "EX4D Mesh", f"EX4D {name}", base_vertices, content_faces, arrays["uv"])
     _place_in_engine_frame(mesh_object, root)
     _add_mesh_cache(mesh_object, pc2_path, scene_frame_start=1)
+    if len(skirt_faces):
+        # The border ring is loose in the content mesh: keep it off the point cache, at its inner
+        # neighbours, so that the mesh's bounds (Frame All, View Selected) are the real surfaces.
+        ring_group = mesh_object.vertex_groups.new(name=BORDER_RING_GROUP)
+        ring_group.add(np.flatnonzero(border_ring(width, height)).tolist(), 1.0, "REPLACE")
+        cache = mesh_object.modifiers["EX4D Point Cache"]
+        cache.vertex_group, cache.invert_vertex_group = BORDER_RING_GROUP, True
     first_visibility = write_visibility_sequence(os.path.join(folder, "visibility"), arrays["hidden"], width, height)
     material = _build_material(name, os.path.join(folder, info["source_video"]), first_visibility, num_frames)
     mesh_object.data.materials.append(material)
@@ -302,6 +310,14 @@ def border_ring(width: int, height: int) -> np.ndarray:
     ring = np.zeros((height, width), dtype=bool)
     ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
     return ring.ravel()
+
+
+def pull_in_border(vertices: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Copy of the (H*W, 3) grid vertices with each border-ring vertex moved onto its inner neighbour."""
+    rows = np.clip(np.arange(height), 1, max(height - 2, 0))
+    cols = np.clip(np.arange(width), 1, max(width - 2, 0))
+    inner = (rows[:, None] * width + cols[None, :]).ravel()
+    return np.asarray(vertices)[inner]
 
 
 def split_skirt(faces: np.ndarray, vertices: np.ndarray, width: int, height: int,

@@ -37,6 +37,8 @@ def test_skirt_is_its_own_object_hidden_in_the_viewport(viewport_checks, blender
     assert value["skirt_faces_touch_ring"] and not value["content_faces_touch_ring"]
     assert value["skirt_in_own_collection"] and value["same_material"]
     assert value["skirt_cache_err"] < 1e-6  # its own point cache plays the engine positions
+    assert value["content_cache_err"] < 1e-6  # every real vertex still plays the engine positions
+    assert value["content_max_depth"] <= value["interior_max_depth"] + 1e-6  # bounds: no depth-100 ring
     # Hidden in the 3D view by default, kept in renders; one toggle shows it, the next hides it.
     assert value["mesh_in_view"] and not value["skirt_in_view"] and value["skirt_renders"]
     assert value["shown_after_toggle"] and value["hidden_after_second_toggle"]

@@ -77,8 +77,16 @@ def check_import():
     with open(collection["ex4d_mesh"].modifiers[0].filepath, "rb") as handle:
         handle.seek(32 + 4 * 12 * width * height)
         frame5 = np.frombuffer(handle.read(12 * width * height), dtype=np.float32).reshape(-1, 3)
+    # The content mesh still plays every real vertex; its loose border ring stays off the cache,
+    # so its bounds are the real surfaces.
+    evaluated_mesh = collection["ex4d_mesh"].evaluated_get(bpy.context.evaluated_depsgraph_get())
+    content_co = np.zeros(len(evaluated_mesh.data.vertices) * 3, dtype=np.float32)
+    evaluated_mesh.data.vertices.foreach_get("co", content_co)
+    content_co = content_co.reshape(-1, 3)
     scene.frame_set(1)
     return {
+        "content_cache_err": float(np.abs(content_co[~ring] - frame5[~ring]).max()),
+        "content_max_depth": float(content_co[:, 2].max()), "interior_max_depth": float(frame5[~ring][:, 2].max()),
         **hidden_by_default, "shown_after_toggle": shown, "hidden_after_second_toggle": not hidden_again,
         "skirt_faces": len(skirt.data.polygons), "content_faces": len(mesh_object.data.polygons),
         "total_faces": INFO["mesh"]["num_faces"],

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import bpy_harness as h  # noqa: E402
 
 import bpy  # noqa: E402
+from mathutils import Matrix, Vector  # noqa: E402
 
 ZIP, PACKAGE, OUT, MODE = h.arg("zip"), h.arg("package"), h.arg("out"), h.arg("mode", "render")
 SHOT_FRAME = 30
@@ -55,7 +56,7 @@ def orbit_shot(scene, collection):
     collection.objects.link(pivot)
     pivot.location = (shot.location.x, centre.y, shot.location.z)
     shot.parent = pivot
-    shot.matrix_parent_inverse = pivot.matrix_world.inverted()
+    shot.matrix_parent_inverse = Matrix.Translation(-pivot.location)
     pivot.rotation_mode = "XYZ"
     pivot.keyframe_insert("rotation_euler", frame=scene.frame_start)
     pivot.rotation_euler.z = 0.7
@@ -97,7 +98,14 @@ def render_view(scene, area, path):
     data.clip_start, data.clip_end = space.clip_start, space.clip_end
     camera = bpy.data.objects.new("screenshot", data)
     scene.collection.objects.link(camera)
-    camera.matrix_world = view.view_matrix.inverted()
+    # view_matrix is only refreshed when the view draws: build the viewpoint from the view's state.
+    eye = view.view_location + view.view_rotation @ Vector((0.0, 0.0, view.view_distance))
+    camera.matrix_world = Matrix.Translation(eye) @ view.view_rotation.to_matrix().to_4x4()
+    # A render cannot see the view's collection eye: leave out what the view does not show.
+    skipped = [obj for obj in scene.objects if obj.type == "MESH" and not obj.hide_render
+               and not obj.visible_get(viewport=space)]
+    for obj in skipped:
+        obj.hide_render = True
     saved_camera = scene.camera
     scene.camera = camera
     render = scene.render
@@ -115,6 +123,8 @@ def render_view(scene, area, path):
     render.engine, render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y = saved
     scene.camera = saved_camera
     bpy.data.objects.remove(camera)
+    for obj in skipped:
+        obj.hide_render = False
 
 
 def render_shot(scene, path):
@@ -135,8 +145,10 @@ def run_render_mode():
     _window, area = main_area()
     state_before(scene, collection, area, startup_view)
     scene.frame_set(1)
+    bpy.context.view_layer.update()
     render_view(scene, area, os.path.join(OUT, "before.png"))
     state_after(scene, collection, area)
+    bpy.context.view_layer.update()
     render_view(scene, area, os.path.join(OUT, "after.png"))
     orbit_shot(scene, collection)
     assert bpy.ops.ex4d.viewport(action="COVERAGE") == {"FINISHED"}
