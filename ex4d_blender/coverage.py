@@ -9,7 +9,7 @@ engine's mask does: the vertex visibility (0 on hidden vertices, 1 elsewhere) in
 With one ray per pixel this is the engine's mask; the default ~2000 rays estimate its mean. As in
 the engine, a shot whose first frame is the source camera gets the source frame there: 100 %.
 
-Results: ``collection["ex4d_coverage"]`` (camera, first frame, visible fraction per frame, threshold),
+Results: ``collection["ex4d_coverage"]`` (camera, frames, visible fraction per frame, threshold),
 an F-curve ``scene["ex4d_visible_pct"]`` (Graph Editor) and a timeline marker ``EX4D <pct>%`` on every
 frame below the threshold. Pure Python (mathutils, struct): no numpy needed here.
 """
@@ -138,11 +138,20 @@ def visible_fraction(surfaces, hidden: HiddenFlags, frame_index: int, K, w2c, pi
     return visible / max(len(pixels), 1)
 
 
-def estimate_coverage(scene, collection, camera, frame_start: int, frame_end: int,
-                      samples: int = DEFAULT_SAMPLES, progress=None) -> list[float]:
-    """Visible fraction (0..1) of every frame in [frame_start, frame_end] seen from ``camera``.
+def coverage_frames(frame_start: int, frame_end: int, frame_step: int = 1) -> list[int]:
+    """Every ``frame_step``-th frame from ``frame_start``, always ending on ``frame_end``."""
+    frames = list(range(frame_start, frame_end + 1, max(1, frame_step)))
+    if frames and frames[-1] != frame_end:
+        frames.append(frame_end)
+    return frames
 
-    Restores the current frame. ``progress(done, total)`` is called after each frame.
+
+def estimate_coverage(scene, collection, camera, frame_start: int, frame_end: int,
+                      samples: int = DEFAULT_SAMPLES, progress=None, frame_step: int = 1) -> list[float]:
+    """Visible fraction (0..1) of the frames ``coverage_frames(frame_start, frame_end, frame_step)``.
+
+    One BVH build per frame dominates the cost: ``frame_step`` > 1 checks fewer frames. Restores
+    the current frame. ``progress(done, total)`` is called after each frame.
     """
     from .mesh_import import import_matrix
     from .scene_camera import trajectory_from_camera
@@ -156,15 +165,17 @@ def estimate_coverage(scene, collection, camera, frame_start: int, frame_end: in
     first_scene_frame = int(collection.get("ex4d_frame_start", 1))
     saved_frame = scene.frame_current
     fractions = []
+    frames = coverage_frames(frame_start, frame_end, frame_step)
     try:
-        for i, frame in enumerate(range(frame_start, frame_end + 1)):
+        for done, frame in enumerate(frames, 1):
+            i = frame - frame_start
             scene.frame_set(frame)
             depsgraph = bpy.context.evaluated_depsgraph_get()
             surfaces = [_Surface(obj, depsgraph) for obj in surfaces_objects]
             fractions.append(visible_fraction(surfaces, hidden, frame - first_scene_frame,
                                               trajectory.K[i].tolist(), trajectory.w2c[i].tolist(), pixels))
             if progress is not None:
-                progress(i + 1, frame_end - frame_start + 1)
+                progress(done, len(frames))
     finally:
         scene.frame_set(saved_frame)
     if fractions and _is_source_camera(collection, trajectory.K[0].tolist(), trajectory.w2c[0].tolist(),
@@ -189,7 +200,7 @@ def clear_flags(scene) -> None:
         scene.timeline_markers.remove(marker)
 
 
-def publish(scene, collection, camera_name: str, frame_start: int, fractions: list[float],
+def publish(scene, collection, camera_name: str, frames: list[int], fractions: list[float],
             threshold_pct: float = DEFAULT_THRESHOLD_PCT) -> list[int]:
     """Store the result, key ``scene["ex4d_visible_pct"]`` and mark frames below the threshold.
 
@@ -197,18 +208,16 @@ def publish(scene, collection, camera_name: str, frame_start: int, fractions: li
     """
     previous = collection.get("ex4d_coverage")
     if previous is not None:  # drop the old curve's keys so that a shorter range leaves none behind
-        old_start = int(previous["frame_start"])
-        for frame in range(old_start, old_start + len(previous["visible"])):
+        for frame in previous["frames"]:
             try:
                 scene.keyframe_delete(f'["{CURVE_PROPERTY}"]', frame=frame)
             except (RuntimeError, TypeError):
                 pass
     clear_flags(scene)
-    collection["ex4d_coverage"] = {"camera": camera_name, "frame_start": int(frame_start),
+    collection["ex4d_coverage"] = {"camera": camera_name, "frames": [int(f) for f in frames],
                                    "visible": [float(f) for f in fractions], "threshold_pct": float(threshold_pct)}
     flagged = []
-    for offset, fraction in enumerate(fractions):
-        frame = frame_start + offset
+    for frame, fraction in zip(frames, fractions):
         pct = 100.0 * fraction
         scene[CURVE_PROPERTY] = pct
         scene.keyframe_insert(f'["{CURVE_PROPERTY}"]', frame=frame)
@@ -228,4 +237,4 @@ def summary(collection) -> str:
     low = sum(1 for f in visible if 100 * f < threshold)
     worst = min(range(len(visible)), key=visible.__getitem__)
     return (f"{low}/{len(visible)} frames < {threshold:.0f}% visible "
-            f"(min {100 * visible[worst]:.0f}% at {int(result['frame_start']) + worst})")
+            f"(min {100 * visible[worst]:.0f}% at {int(result['frames'][worst])})")

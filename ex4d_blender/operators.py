@@ -400,6 +400,8 @@ class EX4D_OT_viewport(bpy.types.Operator):
     threshold_pct: bpy.props.FloatProperty(name="Flag below (%)", default=coverage.DEFAULT_THRESHOLD_PCT,
                                            min=0.0, max=100.0)
     samples: bpy.props.IntProperty(name="Rays per frame", default=coverage.DEFAULT_SAMPLES, min=16)
+    frame_step: bpy.props.IntProperty(name="Frame step", default=1, min=1,
+                                      description="Check every n-th frame (and the last): faster on long shots")
 
     @classmethod
     def description(cls, context, properties):
@@ -425,13 +427,15 @@ class EX4D_OT_viewport(bpy.types.Operator):
             else:
                 frame_start, frame_end = shot_frame_range(scene)
                 wm = context.window_manager
-                wm.progress_begin(0, frame_end - frame_start + 1)
+                frames = coverage.coverage_frames(frame_start, frame_end, self.frame_step)
+                wm.progress_begin(0, len(frames))
                 try:
                     fractions = coverage.estimate_coverage(scene, collection, camera, frame_start, frame_end,
-                                                           self.samples, lambda done, _total: wm.progress_update(done))
+                                                           self.samples, lambda done, _total: wm.progress_update(done),
+                                                           self.frame_step)
                 finally:
                     wm.progress_end()
-                flagged = coverage.publish(scene, collection, camera.name, frame_start, fractions, self.threshold_pct)
+                flagged = coverage.publish(scene, collection, camera.name, frames, fractions, self.threshold_pct)
                 self.report({"WARNING" if flagged else "INFO"}, f"Shot coverage: {coverage.summary(collection)}")
         except USER_ERRORS as exc:
             self.report({"ERROR"}, f"{self.action.replace('_', ' ').capitalize()}: {_error_text(exc)}")

@@ -103,5 +103,10 @@ def test_coverage_matches_the_engine_mask(viewport_checks, engine_scene, blender
     assert all(name.startswith("EX4D ") and name.endswith("%") for _frame, name in value["markers"])
     np.testing.assert_allclose(value["curve"], 100 * default, atol=1e-3)
     assert value["result"] == value["second"] == ["FINISHED"]
-    assert [frame for frame, _ in value["markers_after"]] == [f for f in below if f <= len(default) - 3]
-    assert value["summary"].startswith(f"{len([f for f in below if f <= len(default) - 3])}/{len(default) - 3} frames")
+    # Second run: frames 1..6 every 2nd frame (and the last): only those are checked, flagged and keyed;
+    # nothing of the first run is left behind.
+    assert value["second_frames"] == [1, 3, 5, 6]
+    np.testing.assert_allclose(value["second_visible"], default[[0, 2, 4, 5]], atol=1e-9)
+    second_below = [f for f in value["second_frames"] if 100 * default[f - 1] < 60.0]
+    assert [frame for frame, _ in value["markers_after"]] == second_below
+    assert value["summary"].startswith(f"{len(second_below)}/4 frames")

@@ -212,11 +212,13 @@ def check_coverage():
         curve.append(scene["ex4d_visible_pct"])
     # A second run over a shorter range leaves no stale markers or keys behind.
     scene.frame_end -= 3
-    second = bpy.ops.ex4d.viewport(action="COVERAGE", threshold_pct=60.0)
+    second = bpy.ops.ex4d.viewport(action="COVERAGE", threshold_pct=60.0, frame_step=2)
     markers_after = sorted((m.frame, m.name) for m in scene.timeline_markers)
+    second_stored = collection["ex4d_coverage"].to_dict()
     scene.frame_end += 3
     return {"trajectory": path, "per_pixel": per_pixel, "default": list(stored["visible"]), "result": sorted(result),
             "second": sorted(second), "markers": markers, "markers_after": markers_after, "curve": curve,
+            "second_frames": list(second_stored["frames"]), "second_visible": list(second_stored["visible"]),
             "summary": addon.coverage.summary(collection), "per_pixel_s": per_pixel_s, "default_s": default_s,
             "samples": addon.coverage.DEFAULT_SAMPLES}
 
