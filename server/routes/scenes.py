@@ -15,7 +15,7 @@ from ex4d_engine.errors import Ex4dError
 from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, resolve_import, save_stream,
                          suffix_of)
 from ..deps import ArtefactsDep, PoolDep, SettingsDep, StoreDep, TokenDep
-from ..errors import ConflictError, FieldError
+from ..errors import ConflictError, FieldError, TooLargeError
 from ..generators import depth_backends
 from ..schemas import ErrorBody, SceneList, ScenePublic
 from ..settings import Settings
@@ -143,20 +143,22 @@ def _probe(path: Path, field: str, settings: Settings):
 
 
 def _check_depth(path: Path, field: str, info, num_frames: int) -> None:
-    """Shape and values, checked now so a bad depth is a 422, not a failed job later."""
-    from ex4d_engine.depth.file import load_depth_file
+    """Header, shape and values, checked now so a bad depth is a 422 (413 over the cap), not a failed job.
+
+    Only the frames the scene uses are read, after the header matched the clip's size.
+    """
+    from ex4d_engine.depth.file import DepthTooLargeError, load_depth_file
     from ex4d_engine.video_io import working_size
 
-    try:
-        depth = load_depth_file(path)
-    except Ex4dError as exc:
-        raise FieldError(f"{field}: {_without_path(exc.message, path)}", field) from None
     frames_needed = min(num_frames, info.num_frames)
     sizes = {(info.width, info.height), working_size(info.width, info.height)}
-    t, h, w = depth.shape
-    if (w, h) not in sizes:
-        wanted = " or ".join(f"{a}x{b}" for a, b in sorted(sizes))
-        raise FieldError(f"{field} is {w}x{h}; the video needs {wanted}", field)
+    try:
+        depth = load_depth_file(path, sizes=sizes, max_frames=frames_needed)
+    except DepthTooLargeError as exc:
+        raise TooLargeError(f"{field}: {_without_path(exc.message, path)}", field) from None
+    except Ex4dError as exc:
+        raise FieldError(f"{field}: {_without_path(exc.message, path)}", field) from None
+    t = depth.shape[0]
     if t < frames_needed:
         raise FieldError(f"{field} has {t} frames, the scene needs {frames_needed}", field)
     used = depth[:frames_needed]

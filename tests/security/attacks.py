@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-import zipfile
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +38,32 @@ def npy_header_only(shape: tuple, dtype: str = "<f4") -> bytes:
 
 
 def npz_bomb(shape: tuple, key: str = "depth") -> bytes:
-    """A small .npz whose one array (zeros, deflated) is ``prod(shape) * 4`` bytes unpacked."""
-    buffer = io.BytesIO()
-    chunk = np.zeros(1 << 20, np.float32).tobytes()
+    """A small .npz whose one array (float32 zeros, deflated) is ``prod(shape) * 4`` bytes unpacked.
+
+    Built fast: a deflate block of 16 MiB of zeros after a full flush is the same bytes every time,
+    so the stream is that block repeated (a real deflate stream; zipfile and numpy read it).
+    """
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    head = header.getvalue()
     total = int(np.prod(shape)) * 4
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
-            member.write(header.getvalue())
-            left = total
-            while left > 0:
-                member.write(chunk[:min(left, len(chunk))])
-                left -= len(chunk)
-    return buffer.getvalue()
+    chunk = bytes(1 << 24)
+    count, rest = divmod(total, len(chunk))
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    assert again == block
+    stream = first + block * count + compressor.compress(chunk[:rest]) + compressor.flush()
+    crc = zlib.crc32(head)
+    for _ in range(count):
+        crc = zlib.crc32(chunk, crc)
+    crc = zlib.crc32(chunk[:rest], crc)
+    size = len(head) + total
+    assert size < 1 << 32, "no zip64 in this writer"
+    name = f"{key}.npy".encode()
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(stream), size, len(name), 0) + name
+    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(stream), size, len(name),
+                          0, 0, 0, 0, 0o644 << 16, 0) + name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + len(stream), 0)
+    return local + stream + central + end
