@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 from typing import Any, Optional
@@ -25,7 +26,8 @@ from ex4d_engine.contract import write_text_atomic
 from ex4d_engine.errors import Ex4dError, ResourceError
 
 from .artefacts import Artefacts
-from .settings import Settings, resolve_token
+from .guard import HostGuard, HostRule, TokenGuard
+from .settings import Settings, is_loopback, resolve_token
 from .store import Store
 
 log = logging.getLogger("ex4d.server")
@@ -79,13 +81,17 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
 
     app = FastAPI(title="ex4d engine", version=__version__, lifespan=lifespan,
                   description="EX-4D camera re-shooting: the local engine process. See docs/api.md.")
+    # Outermost last: Host check, CORS (answers preflights), token, body limit, then the routes.
+    # The host and token guards look at headers only: no body is read for a request they refuse.
     app.add_middleware(BodyLimitMiddleware, upload_bytes=settings.max_upload_mb << 20,
                        json_bytes=settings.max_json_mb << 20)
+    app.add_middleware(TokenGuard, token=lambda scope: scope["app"].state.token)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(HostGuard, rule=HostRule(is_loopback(settings.host), settings.allowed_hosts))
     _install_error_handlers(app)
 
     from .routes import health, jobs, scenes
@@ -96,14 +102,22 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
     return app
 
 
-def serve(settings: Settings) -> None:
-    """Bind, then run uvicorn until interrupted. Refuses a non-loopback host without an explicit token."""
+def serve(settings: Settings) -> int:
+    """Bind, then run uvicorn until stopped. Returns the exit code: 0 after SIGTERM, 130 after SIGINT.
+
+    Refuses a non-loopback host without an explicit, strong token. Everything the server writes is
+    private to its user: umask 077, the data dir 0700.
+    """
     import uvicorn
+
+    from .connections import StopSignalServer, protocol_with_header_deadline
 
     settings.check_bind()
     settings.worker_devices()  # validate --gpus before anything starts
+    os.umask(0o077)  # database, uploads, results, server.json: 0600; the workers inherit it
     lock = _lock_data_dir(settings)
-    resolve_token(settings)  # create it now, so its path can be printed
+    token = resolve_token(settings)  # create it now, so its path can be printed
+    settings.check_token_strength(token)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP;
     # without it keep-alive responses wait 40 ms on Nagle + delayed ACK.
@@ -116,13 +130,17 @@ def serve(settings: Settings) -> None:
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     app = create_app(settings, url=url, lock=lock)
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, access_log=False)
+    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, access_log=False,
+                            http=protocol_with_header_deadline(settings.header_timeout_s),
+                            timeout_keep_alive=settings.keep_alive_timeout_s,
+                            limit_concurrency=settings.max_connections)
     token_source = "EX4D_TOKEN" if settings.token else settings.token_file or settings.data_dir / "token"
     print(f"ex4d serve: {url} (data dir {settings.data_dir}; token from {token_source})", flush=True)
-    server = uvicorn.Server(config)
+    server = StopSignalServer(config)
     server.run(sockets=[sock])
     if not server.started:
         raise ResourceError("the server failed to start; see the log above")
+    return 130 if signal.SIGINT in server.stop_signals else 0
 
 
 # ---------------------------------------------------------------------- errors
@@ -220,7 +238,9 @@ class BodyLimitMiddleware:
 
 def _lock_data_dir(settings: Settings):
     """One server per data dir: a second one would fight over the queue and the GPU."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(settings.data_dir, 0o700)  # jobs, uploads and the token are nobody else's business
     handle = open(settings.data_dir / LOCK_FILE, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

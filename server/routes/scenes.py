@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse
 
 from ex4d_engine.errors import Ex4dError
 
-from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, resolve_import, save_stream,
-                         suffix_of)
+from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, pin_import, resolve_import,
+                         save_stream, suffix_of)
 from ..deps import ArtefactsDep, PoolDep, SettingsDep, StoreDep, TokenDep
 from ..errors import ConflictError, FieldError, TooLargeError
 from ..generators import depth_backends
@@ -63,8 +63,9 @@ def create_scene(
             save_stream(video.file, source_path, max_bytes, "video")
             source_name, video_field = Path(video.filename).name[:200], "video"
         else:
-            source_path = resolve_import(import_path, settings.import_roots, "import_path")
-            source_name, video_field = source_path.name, "import_path"
+            resolved = resolve_import(import_path, settings.import_roots, "import_path")
+            source_path = pin_import(resolved, scene_dir / f"source{_import_suffix(resolved)}", "import_path")
+            source_name, video_field = resolved.name, "import_path"
         info = _probe(source_path, video_field, settings)
         depth_source = _depth_source(depth_source, depth is not None or bool(depth_import_path))
 
@@ -74,8 +75,9 @@ def create_scene(
             save_stream(depth.file, depth_path, max_bytes, "depth")
             _check_depth(depth_path, "depth", info, num_frames)
         elif depth_import_path:
-            depth_path = resolve_import(depth_import_path, settings.import_roots, "depth_import_path")
-            suffix_of(depth_path.name, DEPTH_SUFFIXES, "depth_import_path")
+            resolved = resolve_import(depth_import_path, settings.import_roots, "depth_import_path")
+            suffix = suffix_of(resolved.name, DEPTH_SUFFIXES, "depth_import_path")
+            depth_path = pin_import(resolved, scene_dir / f"depth{suffix}", "depth_import_path")
             _check_depth(depth_path, "depth_import_path", info, num_frames)
 
         options = {"num_frames": num_frames, "fov_deg": fov_deg, "focal_px": focal_px,
@@ -166,6 +168,12 @@ def _check_depth(path: Path, field: str, info, num_frames: int) -> None:
         raise FieldError(f"{field} contains NaN or infinity", field)
     if (used <= 0).any():
         raise FieldError(f"{field} must be positive everywhere (min {float(used.min()):.4g})", field)
+
+
+def _import_suffix(path: Path) -> str:
+    """The import's suffix when it is a known video one (ffmpeg reads by content anyway)."""
+    suffix = path.suffix.lower()
+    return suffix if suffix in VIDEO_SUFFIXES else ".video"
 
 
 def _without_path(message: str, path: Path) -> str:
