@@ -178,14 +178,31 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(422, "invalid_input", f"request body: {detail}")
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names only the first route of the path in Allow
+            allowed = _allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+        return error_response(exc.status_code, code, message, None, headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal server error; see the server log")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on this path (asked through ``matches``, the public routing API)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _field_name(loc: tuple) -> Optional[str]:

@@ -11,7 +11,7 @@ import resource
 
 import numpy as np
 import pytest
-from attacks import npy_header_only, npz_bomb
+from ex4d_attacks import npy_header_only, npz_bomb
 
 from ex4d_engine.depth.file import DepthTooLargeError, load_depth_file
 from ex4d_engine.errors import InputError

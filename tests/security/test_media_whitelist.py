@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from attacks import dash_manifest, ffconcat, hls_playlist
+from ex4d_attacks import dash_manifest, ffconcat, hls_playlist
 
 from ex4d_engine import video_io
 from ex4d_engine.errors import InputError
