@@ -36,6 +36,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from . import safe_zip
 from .camera_math import blender_settings_from_intrinsics
 from .contract import CONTRACT_VERSION, CV_CAMERA_TO_BLENDER_CAMERA, OPENCV_TO_BLENDER
 
@@ -47,6 +48,8 @@ VISIBILITY_NODE = "EX4D Visibility"
 VISIBILITY_PATTERN = "visible_{:04d}.png"  # scene frame 1 = file 0001
 BORDER_RING_GROUP = "EX4D Border Ring"  # loose in EX4D Mesh when the skirt is split off
 PACKAGE_MEMBERS = ("scene.json", "mesh.npz", "positions.pc2", "source.mp4")
+MESH_ARRAYS = ("vertices", "faces", "uv", "hidden", "hidden_faces")
+MAX_SCENE_JSON_BYTES = 16 << 20
 
 
 class PackageError(ValueError):
@@ -63,7 +66,9 @@ def read_scene_json(package_path: str) -> dict:
             names = set(archive.namelist())
             if "scene.json" not in names:
                 raise PackageError(f"{os.path.basename(package_path)} has no scene.json: not an EX-4D scene package")
-            scene = json.loads(archive.read("scene.json"))
+            scene = json.loads(safe_zip.read(archive, "scene.json", MAX_SCENE_JSON_BYTES))
+    except safe_zip.UnsafeArchiveError as exc:
+        raise PackageError(f"Unsafe package: {exc}") from None
     except zipfile.BadZipFile:
         raise PackageError(f"{os.path.basename(package_path)} is not a zip file: not an EX-4D scene package") from None
     except json.JSONDecodeError as exc:
@@ -79,13 +84,21 @@ def read_scene_json(package_path: str) -> dict:
     members = {"mesh_file": "mesh.npz", "point_cache": "positions.pc2", "source_video": "source.mp4"}
     for key, default in members.items():
         member = scene.setdefault(key, default)
+        try:
+            safe_zip.check_member_name(member if isinstance(member, str) else "")
+        except safe_zip.UnsafeArchiveError as exc:
+            raise PackageError(f"Unsafe package: scene.json {key!r}: {exc}") from None
         if member not in names:
             raise PackageError(f"Package is missing {member} (named by scene.json {key!r})")
     return scene
 
 
 def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
-    """Unpack into a fresh folder under ``data_dir`` (temporary name, renamed when complete)."""
+    """Unpack into a fresh folder under ``data_dir`` (temporary name, renamed when complete).
+
+    The rules of ``safe_zip`` hold: every destination inside the folder, no links, and at most
+    :func:`unpack_limit` bytes in all (the sizes scene.json implies, never over 16 GiB).
+    """
     os.makedirs(data_dir, exist_ok=True)
     stem = os.path.basename(package_path).split(".")[0] or "scene"
     dest = os.path.join(data_dir, stem)
@@ -94,32 +107,61 @@ def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
         dest = os.path.join(data_dir, f"{stem}-{n}")
         n += 1
     tmp = tempfile.mkdtemp(prefix=".ex4d-import-", dir=data_dir)
+    budget = safe_zip.Budget(unpack_limit(scene))
     try:
         with zipfile.ZipFile(package_path) as archive:
+            safe_zip.declared_size(archive, [scene["point_cache"], scene["source_video"], "scene.json",
+                                             scene["mesh_file"]], budget.max_bytes)
             for key in ("point_cache", "source_video"):
-                member = archive.getinfo(scene[key])
+                member = safe_zip.member(archive, scene[key])
                 if member.compress_type == zipfile.ZIP_STORED:
-                    _copy_stored_member(package_path, member, os.path.join(tmp, scene[key]))
+                    _copy_stored_member(package_path, member, tmp, budget)
                 else:
-                    archive.extract(member, tmp)
-            archive.extract("scene.json", tmp)
-            # mesh.npz is itself a zip of .npy files: unpack them and load only what is needed.
-            with archive.open(scene["mesh_file"]) as npz_file, zipfile.ZipFile(npz_file) as npz:
-                for name in npz.namelist():
-                    npz.extract(name, os.path.join(tmp, "mesh"))
+                    safe_zip.extract(archive, scene[key], tmp, budget)
+            safe_zip.extract(archive, "scene.json", tmp, budget)
+            # mesh.npz is itself a zip of .npy files: unpack only the arrays the import reads.
+            with archive.open(safe_zip.member(archive, scene["mesh_file"])) as npz_file, \
+                    zipfile.ZipFile(npz_file) as npz:
+                wanted = [f"{name}.npy" for name in MESH_ARRAYS if f"{name}.npy" in npz.namelist()]
+                safe_zip.declared_size(npz, wanted, budget.max_bytes - budget.used)
+                for name in wanted:
+                    safe_zip.extract(npz, name, os.path.join(tmp, "mesh"), budget)
         os.replace(tmp, dest)
+    except safe_zip.UnsafeArchiveError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PackageError(f"Unsafe package: {exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
 
 
-def _copy_stored_member(package_path: str, member: zipfile.ZipInfo, dest: str) -> None:
+def unpack_limit(scene: dict) -> int:
+    """Bytes a package of this scene may unpack to: what its sizes imply, with slack, capped at 16 GiB.
+
+    Per vertex and frame: 12 (PC2 position) + 1 (hidden flag) + 2 (hidden faces) + 3 (raw RGB, more
+    than the source video needs); per vertex: 12 + 8 + 24 (positions, UVs, two triangles).
+    """
+    try:
+        pixels = max(1, int(scene["width"])) * max(1, int(scene["height"]))
+        frames = max(1, int(scene["num_frames"]))
+    except (KeyError, TypeError, ValueError):
+        return 64 << 20
+    implied = pixels * frames * 18 + pixels * 44
+    return min(safe_zip.MAX_UNPACKED_BYTES, (64 << 20) + implied + implied // 4)
+
+
+def _copy_stored_member(package_path: str, member: zipfile.ZipInfo, root: str, budget: "safe_zip.Budget") -> None:
     """Copy an uncompressed member straight from the zip (kernel copy, no Python-level CRC pass).
 
     The PC2 is ~235 MB at 832x480x49; zipfile.extract spends half its time on the CRC. The size is
     checked here and the PC2 header/size again when it is read.
     """
+    if member.compress_size != member.file_size:
+        raise PackageError(f"{member.filename}: damaged zip entry (stored, but sizes differ)")
+    budget.take(member.file_size, member.filename)
+    dest = safe_zip.destination(root, member.filename)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
     with open(package_path, "rb") as source:
         source.seek(member.header_offset)
         header = source.read(30)
@@ -127,7 +169,8 @@ def _copy_stored_member(package_path: str, member: zipfile.ZipInfo, dest: str) -
             raise PackageError(f"{member.filename}: damaged zip entry")
         name_length, extra_length = struct.unpack("<HH", header[26:30])
         offset = member.header_offset + 30 + name_length + extra_length
-        with open(dest, "wb") as target:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as target:
             remaining = member.file_size
             while remaining > 0:
                 try:

@@ -82,7 +82,8 @@ def load_scene(
     if depth_file is not None:
         from .depth.file import load_depth_file, validate_depth
 
-        depth = load_depth_file(depth_file)
+        sizes = {(info.width, info.height), (w, h)}
+        depth = load_depth_file(depth_file, sizes=sizes, max_frames=t)
         where = f"depth file {os.fspath(depth_file)}"
         if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
             # depth given at the source resolution: check every value, then resize like the frames

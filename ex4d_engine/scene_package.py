@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from . import __version__
+from . import __version__, safe_zip
 from .atomic import atomic_path
 from .contract import CONTRACT_VERSION
+from .errors import InputError
 from .mesh import DWMeshSequence
 from .video_io import write_video
 
@@ -109,12 +110,25 @@ def write_scene_package(scene: "Scene", path: str | os.PathLike, meshes: DWMeshS
         archive.write(video, "source.mp4", compress_type=zipfile.ZIP_STORED)
 
 
-def read_scene_package(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
-    """(scene.json, mesh.npz arrays, PC2 positions) -- for tests and tools."""
-    with zipfile.ZipFile(path) as archive:
-        meta = json.loads(archive.read("scene.json"))
-        with np.load(io.BytesIO(archive.read("mesh.npz"))) as data:
-            mesh = {key: data[key] for key in data.files}
-        with archive.open("positions.pc2") as handle:
-            positions = read_pc2(io.BytesIO(handle.read()))
+def read_scene_package(path: str | os.PathLike, max_bytes: int = safe_zip.MAX_UNPACKED_BYTES
+                       ) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """(scene.json, mesh.npz arrays, PC2 positions) -- for tests and tools.
+
+    A package from elsewhere is read under the ``safe_zip`` rules: plain members with safe names,
+    at most ``max_bytes`` unpacked in all (the nested mesh.npz included).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = safe_zip.declared_size(archive, ["scene.json", "mesh.npz", "positions.pc2"], max_bytes)
+            meta = json.loads(safe_zip.read(archive, "scene.json", 16 << 20))
+            mesh_bytes = safe_zip.read(archive, "mesh.npz", max_bytes)
+            with zipfile.ZipFile(io.BytesIO(mesh_bytes)) as npz:
+                safe_zip.declared_size(npz, npz.namelist(), max_bytes - total)
+            with np.load(io.BytesIO(mesh_bytes), allow_pickle=False) as data:
+                mesh = {key: data[key] for key in data.files}
+            positions = read_pc2(io.BytesIO(safe_zip.read(archive, "positions.pc2", max_bytes)))
+    except safe_zip.UnsafeArchiveError as exc:
+        raise InputError(f"unsafe scene package {os.fspath(path)}: {exc}") from None
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise InputError(f"cannot read scene package {os.fspath(path)}: {exc}") from None
     return meta, mesh, positions

@@ -4,11 +4,17 @@ fps and frame counts are measured, never assumed. Writers go to a temporary name
 renamed only when ffmpeg succeeded, so a failed write never leaves a file that looks finished.
 Masks are written losslessly (H.264 ``-qp 0`` in ``gray``) so they stay exactly 0/255 on disk;
 the seed's crf-23 masks came back grey.
+
+Every probe and decode opens the file with ffmpeg's format and protocol whitelists
+(:data:`SAFE_INPUT_ARGS`): only real container formats, only the ``file`` protocol. A playlist or
+reference format (DASH, HLS, ffconcat, ...) uploaded under a video name would otherwise make ffmpeg
+read other files on the machine into the scene (docs/security.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +27,13 @@ from .errors import InputError, NotFoundError
 
 #: Colour quality as the seed's ``save_video(quality=8)``: libx264 crf 10.
 DEFAULT_COLOUR_CRF = 10
+
+#: Demuxers allowed for input: self-contained containers and raw elementary streams. Never a playlist
+#: or reference format (dash, hls, concat, webm_dash_manifest, image2, tee, ...), which open other files.
+SAFE_DEMUXERS = ("mov", "mp4", "matroska", "webm", "avi", "mpeg", "mpegts", "gif", "mxf", "asf", "flv", "ogg",
+                 "yuv4mpegpipe", "h264", "hevc", "m4v", "mpegvideo")
+#: ffmpeg input options put before every ``-i`` of an untrusted file.
+SAFE_INPUT_ARGS = ("-protocol_whitelist", "file", "-format_whitelist", ",".join(SAFE_DEMUXERS))
 
 
 @dataclass(frozen=True)
@@ -100,12 +113,12 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
     path = _existing(path)
     try:
-        reader = imageio_ffmpeg.read_frames(path)
+        reader = imageio_ffmpeg.read_frames(_input_url(path), input_params=list(SAFE_INPUT_ARGS))
         meta = next(reader)
         reader.close()
-        count, _ = imageio_ffmpeg.count_frames_and_secs(path)
+        count = _count_frames(path)
     except (OSError, RuntimeError, StopIteration) as exc:
-        raise InputError(f"cannot decode video {path}: {_first_line(exc)}") from None
+        raise _decode_error(path, exc) from None
     width, height = meta["size"]
     return VideoInfo(int(width), int(height), float(meta["fps"]), int(count))
 
@@ -122,7 +135,7 @@ def read_video(
     path = _existing(path)
     frames = []
     try:
-        reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+        reader = imageio_ffmpeg.read_frames(_input_url(path), pix_fmt="rgb24", input_params=list(SAFE_INPUT_ARGS))
         meta = next(reader)
         width, height = (int(v) for v in meta["size"])
         for raw in reader:
@@ -131,7 +144,7 @@ def read_video(
                 break
         reader.close()
     except (OSError, RuntimeError, StopIteration) as exc:
-        raise InputError(f"cannot decode video {path}: {_first_line(exc)}") from None
+        raise _decode_error(path, exc) from None
     if not frames:
         raise InputError(f"video {path} has 0 frames")
     fps = float(meta.get("fps") or 0.0)
@@ -183,6 +196,42 @@ def write_png_sequence(directory: str | os.PathLike, frames: np.ndarray, prefix:
             image = frame[..., ::-1] if frame.ndim == 3 else frame  # cv2 wants BGR
             if not cv2.imwrite(str(tmp / f"{prefix}_{i:05d}.png"), np.ascontiguousarray(image)):
                 raise OSError(f"could not write PNG into {directory}")
+
+
+# ---------------------------------------------------------------------- safe input
+def _input_url(path: str) -> str:
+    """``file:<absolute path>``: a name like ``http:x.mp4`` or ``-i`` is never read as a URL or an option."""
+    return "file:" + os.path.abspath(path)
+
+
+def _count_frames(path: str) -> int:
+    """Decode the first video stream to nowhere and read ffmpeg's final frame count."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *SAFE_INPUT_ARGS, "-i", _input_url(path),
+           "-map", "0:v:0", "-vf", "null", "-f", "null", "-"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.decode(errors="replace"))
+    counts = re.findall(rb"frame=\s*(\d+)", proc.stderr)
+    if not counts:
+        raise RuntimeError("ffmpeg reported no frame count")
+    return int(counts[-1])
+
+
+def _detected_format(path: str) -> Optional[str]:
+    """The demuxer ffmpeg's probe picks for ``path`` (opening nothing else: the whitelists stay on)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "debug", *SAFE_INPUT_ARGS, "-i", _input_url(path)]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    found = re.search(rb"Format (\S+) probed", proc.stderr)
+    return found.group(1).decode(errors="replace") if found else None
+
+
+def _decode_error(path: str, exc: BaseException) -> InputError:
+    if os.path.isfile(path):
+        detected = _detected_format(path)
+        if detected is not None and not any(name in SAFE_DEMUXERS for name in detected.split(",")):
+            return InputError(f"video {path} is a {detected!r} file, not a video container: playlist and "
+                              f"reference formats are refused (allowed: {', '.join(SAFE_DEMUXERS)})")
+    return InputError(f"cannot decode video {path}: {_first_line(exc)}")
 
 
 # ---------------------------------------------------------------------- helpers

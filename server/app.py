@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 from typing import Any, Optional
@@ -25,7 +26,8 @@ from ex4d_engine.atomic import atomic_write
 from ex4d_engine.errors import CODE_OF_STATUS, Ex4dError, InputError, InternalError, ResourceError
 
 from .artefacts import Artefacts
-from .settings import Settings, resolve_token
+from .guard import HostGuard, HostRule, TokenGuard
+from .settings import Settings, is_loopback, resolve_token
 from .store import Store
 
 log = logging.getLogger("ex4d.server")
@@ -80,13 +82,17 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
 
     app = FastAPI(title="ex4d engine", version=__version__, lifespan=lifespan,
                   description="EX-4D camera re-shooting: the local engine process. See docs/api.md.")
+    # Outermost last: Host check, CORS (answers preflights), token, body limit, then the routes.
+    # The host and token guards look at headers only: no body is read for a request they refuse.
     app.add_middleware(BodyLimitMiddleware, upload_bytes=settings.max_upload_mb << 20,
                        json_bytes=settings.max_json_mb << 20)
+    app.add_middleware(TokenGuard, token=lambda scope: scope["app"].state.token)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(HostGuard, rule=HostRule(is_loopback(settings.host), settings.allowed_hosts))
     _install_error_handlers(app)
 
     from .routes import health, jobs, scenes
@@ -97,9 +103,15 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
     return app
 
 
-def serve(settings: Settings) -> None:
-    """Bind, then run uvicorn until interrupted. Refuses a non-loopback host without an explicit token."""
+def serve(settings: Settings) -> int:
+    """Bind, then run uvicorn until stopped. Returns the exit code: 0 after SIGTERM, 130 after SIGINT.
+
+    Refuses a non-loopback host without an explicit, strong token. Everything the server writes is
+    private to its user: umask 077, the data dir 0700.
+    """
     import uvicorn
+
+    from .connections import StopSignalServer, protocol_with_header_deadline
 
     settings.check_bind()
     settings.check_ray()  # validate --ray / --gpus before anything starts
@@ -109,8 +121,10 @@ def serve(settings: Settings) -> None:
         check_reachable(settings.ray)
     else:
         settings.worker_devices()
+    os.umask(0o077)  # database, uploads, results, server.json: 0600; the workers inherit it
     lock = _lock_data_dir(settings)
-    resolve_token(settings)  # create it now, so its path can be printed
+    token = resolve_token(settings)  # create it now, so its path can be printed
+    settings.check_token_strength(token)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP;
     # without it keep-alive responses wait 40 ms on Nagle + delayed ACK.
@@ -123,13 +137,17 @@ def serve(settings: Settings) -> None:
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     app = create_app(settings, url=url, lock=lock)
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, access_log=False)
+    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, access_log=False,
+                            http=protocol_with_header_deadline(settings.header_timeout_s),
+                            timeout_keep_alive=settings.keep_alive_timeout_s,
+                            limit_concurrency=settings.max_connections)
     token_source = "EX4D_TOKEN" if settings.token else settings.token_file or settings.data_dir / "token"
     print(f"ex4d serve: {url} (data dir {settings.data_dir}; token from {token_source})", flush=True)
-    server = uvicorn.Server(config)
+    server = StopSignalServer(config)
     server.run(sockets=[sock])
     if not server.started:
         raise ResourceError("the server failed to start; see the log above")
+    return 130 if signal.SIGINT in server.stop_signals else 0
 
 
 # ---------------------------------------------------------------------- errors
@@ -167,14 +185,31 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(422, InputError.code, f"request body: {detail}")
         code = CODE_OF_STATUS.get(exc.status_code, InternalError.code)
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names only the first route of the path in Allow
+            allowed = _allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+        return error_response(exc.status_code, code, message, None, headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, InternalError.code, "internal server error; see the server log")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on this path (asked through ``matches``, the public routing API)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _field_name(loc: tuple) -> Optional[str]:
@@ -227,7 +262,9 @@ class BodyLimitMiddleware:
 
 def _lock_data_dir(settings: Settings):
     """One server per data dir: a second one would fight over the queue and the GPU."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(settings.data_dir, 0o700)  # jobs, uploads and the token are nobody else's business
     handle = open(settings.data_dir / LOCK_FILE, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

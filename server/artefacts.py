@@ -2,7 +2,8 @@
 
 Every path the server reads or writes is built here from a validated id and a fixed name, and
 checked to resolve inside the data dir. Imports are the one exception: they are resolved (with
-symlinks) and must land inside a configured import root.
+symlinks), must land inside a configured import root, and are then pinned into the scene folder
+(``pin_import``) so the worker never reads a path that could have been swapped since.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import errno
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional, Sequence
 
@@ -139,6 +141,51 @@ def resolve_import(path_text: str, roots: Sequence[Path], field: str) -> Path:
                 raise InputError(f"{field}: no such file {path_text!r}", field)
             return resolved
     raise InputError(f"{field} {path_text!r} is not inside a configured import root", field)
+
+
+def pin_import(resolved: Path, destination: Path, field: str) -> Path:
+    """Make the validated import the scene's own file, so swapping it for a link later changes nothing.
+
+    The file is opened without following any link in any part of its (already resolved) path, then
+    hard-linked into the scene folder through that open file, or copied from it when a link is not
+    possible (another filesystem, a file we do not own). Returns ``destination``.
+    """
+    fd = _open_no_follow(resolved, field)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{field}: not a regular file", field)
+        try:
+            os.link(f"/proc/self/fd/{fd}", destination, follow_symlinks=True)
+        except OSError:
+            with atomic_path(destination) as tmp, open(tmp, "wb") as out, os.fdopen(os.dup(fd), "rb") as source:
+                shutil.copyfileobj(source, out, 1 << 22)
+    finally:
+        os.close(fd)
+    return destination
+
+
+def _open_no_follow(path: Path, field: str) -> int:
+    """Open ``path`` read-only, refusing a symlink at any of its parts (ELOOP/ENOTDIR: it changed)."""
+    parts = path.parts
+    if not path.is_absolute() or ".." in parts:
+        raise InputError(f"{field} must be an absolute path", field)
+    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+    dir_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | nofollow)
+    try:
+        for part in parts[1:-1]:
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=dir_fd)
+            except OSError:
+                raise InputError(f"{field}: the file changed after it was checked (a link or a missing "
+                                 "folder in its path)", field) from None
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            return os.open(parts[-1], os.O_RDONLY | nofollow, dir_fd=dir_fd)
+        except OSError:
+            raise InputError(f"{field}: the file changed after it was checked (now a link, or gone)", field) from None
+    finally:
+        os.close(dir_fd)
 
 
 def suffix_of(name: Optional[str], allowed: set[str], field: str) -> str:

@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token-file", type=Path, default=None, help="read the bearer token from this file")
     parser.add_argument("--cors-origin", action="append", default=None, dest="cors_origins",
                         help="allow this browser origin (repeatable; default: no CORS)")
+    parser.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts",
+                        help="a host name clients use to reach a non-loopback bind (repeatable); IP "
+                             "addresses and localhost always work; other names are refused (DNS rebinding)")
     parser.add_argument("--max-upload-mb", type=int, default=None, help="upload size limit (default 2048)")
     parser.set_defaults(func=run)
 
@@ -74,5 +77,4 @@ def run(args: argparse.Namespace) -> int:
         first = exc.errors()[0]
         raise InputError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     settings = settings.model_copy(update={"data_dir": Path(os.path.abspath(settings.data_dir))})
-    serve(settings)
-    return 0
+    return serve(settings)

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ex4d_engine import __version__
-from ex4d_engine.errors import Ex4dError, ResourceError
+from ex4d_engine.errors import Ex4dError, InternalError, ResourceError
+from ex4d_engine.protocol import JobKind, JobState
 
 from .artefacts import SCENE_ARRAYS, Artefacts
 from .ray_actor import RESULT_NAMES, ActorConfig, JobSpec, ShotActor
 from .ray_transfer import Transfer
 from .settings import Settings
-from .store import JobKind, JobRow, JobState, Store
+from .store import JobRow, Store
 from .worker import describe_failure
 
 log = logging.getLogger("ex4d.ray_pool")
@@ -289,7 +290,7 @@ class RayPool:
             try:
                 outcome = self._follow(slot, handle, job, token, handle.run_job.remote(spec))
             except RayTaskError as exc:  # run_job itself broke (not the job): a bug, reported on the job
-                self.store.finish(job.id, token, JobState.failed, error=("internal_error", _short(exc)))
+                self.store.finish(job.id, token, JobState.failed, error=(InternalError.code, _short(exc)))
                 return
             except (ActorLost, ray.exceptions.RayError) as exc:
                 reason = _loss_reason(exc)

@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     #: Keep this many Ray actors (GPU groups), waiting for GPUs if need be; None = as many as the cluster's GPUs allow.
     ray_actors: Optional[int] = Field(None, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
+    #: Host names (besides IP literals and localhost) the server answers to on a non-loopback bind.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    #: Seconds a connection may take to send its request headers (slow or idle ones are closed).
+    header_timeout_s: float = Field(10.0, gt=0)
+    #: Seconds an idle keep-alive connection stays open.
+    keep_alive_timeout_s: int = Field(5, ge=1)
+    #: Connections served at once; more are answered 503.
+    max_connections: int = Field(256, ge=8)
 
     max_upload_mb: int = Field(2048, ge=1)
     max_json_mb: int = Field(16, ge=1)
@@ -128,6 +137,23 @@ class Settings(BaseSettings):
                 f"refusing to bind {self.host!r}: it is not a loopback address and no token was given; "
                 "set EX4D_TOKEN or pass --token-file"
             )
+
+
+    def check_token_strength(self, token: str) -> None:
+        """A non-loopback bind needs a token of at least 16 random bytes (22 characters of base64)."""
+        if is_loopback(self.host):
+            return
+        if len(token) < MIN_TOKEN_CHARS or len(set(token)) < MIN_TOKEN_DISTINCT:
+            raise InputError(
+                f"refusing to bind {self.host!r} with a weak token ({len(token)} characters): a non-loopback "
+                f"bind needs at least {MIN_TOKEN_CHARS} characters of random data (16 bytes), e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+
+
+#: 16 random bytes are 22 characters of base64url; a run of one character is not random.
+MIN_TOKEN_CHARS = 22
+MIN_TOKEN_DISTINCT = 8
 
 
 def is_loopback(host: str) -> bool:

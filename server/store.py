@@ -312,6 +312,17 @@ class Store:
         )
         return cur.rowcount == 1
 
+    def give_back_jobs_of_worker(self, worker_pid: int) -> list[str]:
+        """Server stopping and this worker had to be killed: its job goes back to the queue, uncounted."""
+        with self._write() as db:
+            ids = [row["id"] for row in db.execute(
+                "SELECT id FROM jobs WHERE state = 'running' AND worker_pid = ?", (worker_pid,)).fetchall()]
+            db.execute(
+                "UPDATE jobs SET state = 'queued', stage = 'queued (server restarted)', progress = 0, "
+                "started_at = NULL, attempts = MAX(0, attempts - 1), run_token = NULL, worker_pid = NULL, "
+                "version = version + 1 WHERE state = 'running' AND worker_pid = ?", (worker_pid,))
+        return ids
+
     @staticmethod
     def _finish_scene_of(db, job_id, state, code, message, scene_metadata=None) -> None:
         row = db.execute("SELECT kind, scene_id FROM jobs WHERE id = ?", (job_id,)).fetchone()

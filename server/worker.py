@@ -14,6 +14,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import signal
 import traceback
 from dataclasses import dataclass
@@ -243,7 +244,21 @@ class Resident:
 
 # ---------------------------------------------------------------------- failures
 def describe_failure(exc: BaseException, stage: str) -> tuple[str, str]:
-    """(code, message) for the job row: the message says what happened and in which stage."""
+    """(code, message) for the job row: what happened and in which stage, without server paths."""
+    code, message = _describe(exc, stage)
+    return code, without_paths(message)
+
+
+#: An absolute path (two or more parts) inside a message; the client sees only its last part.
+_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,;()\[\]]+/)+([^\s'\"/:,;()\[\]]*)")
+
+
+def without_paths(message: str) -> str:
+    """``message`` with absolute paths cut to their file name: job errors are read by clients."""
+    return _PATH.sub(lambda match: match.group(1) or "<dir>", message)
+
+
+def _describe(exc: BaseException, stage: str) -> tuple[str, str]:
     if is_out_of_memory(exc):
         kind = "GPU" if type(exc).__name__ == "OutOfMemoryError" or "CUDA" in str(exc) else "host"
         return ResourceError.code, (f"{kind} out of memory during {stage}; try a smaller trajectory, fewer "

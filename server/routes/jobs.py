@@ -143,6 +143,11 @@ def _public(job: JobRow, store: Store, artefacts: Artefacts) -> JobPublic:
     return JobPublic(**job_of(job, queue_position=store.queue_position(job), conditioning_ready=ready).to_dict())
 
 
+#: Ranges checked up front so an absurd value is a 422, never a failed job (fps 1e308, 2000000x1).
+FPS_RANGE = (0.1, 240.0)
+SIDE_RANGE = (8, 4096)
+
+
 def _check_trajectory(trajectory: Trajectory, scene_meta: dict, settings) -> None:
     frames = len(trajectory)
     if frames > settings.max_frames:
@@ -151,6 +156,13 @@ def _check_trajectory(trajectory: Trajectory, scene_meta: dict, settings) -> Non
     if pixels > settings.max_pixels:
         raise InputError(f"trajectory size {trajectory.width}x{trajectory.height} is over the limit of "
                          f"{settings.max_pixels} pixels", "trajectory")
+    if not FPS_RANGE[0] <= trajectory.fps <= FPS_RANGE[1]:
+        raise InputError(f"trajectory fps is {trajectory.fps:g}; it must be between {FPS_RANGE[0]:g} and "
+                         f"{FPS_RANGE[1]:g}", "trajectory")
+    for name, side in (("width", trajectory.width), ("height", trajectory.height)):
+        if not SIDE_RANGE[0] <= side <= SIDE_RANGE[1]:
+            raise InputError(f"trajectory {name} is {side}; it must be between {SIDE_RANGE[0]} and "
+                             f"{SIDE_RANGE[1]} pixels", "trajectory")
     scene_frames = scene_meta.get("num_frames")
     if not scene_meta.get("only_first_frame") and scene_frames is not None and frames > scene_frames:
         raise InputError(f"trajectory has {frames} frames but the scene has {scene_frames}; use at most "

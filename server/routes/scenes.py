@@ -10,10 +10,10 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Path as PathParam, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from ex4d_engine.errors import ConflictError, Ex4dError, InputError
+from ex4d_engine.errors import ConflictError, Ex4dError, InputError, TooLargeError
 
-from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, resolve_import, save_stream,
-                         suffix_of)
+from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, pin_import, resolve_import,
+                         save_stream, suffix_of)
 from ..deps import ArtefactsDep, PoolDep, SettingsDep, StoreDep, TokenDep
 from ex4d_engine.depth import available_backends
 from ex4d_engine.protocol import SceneOptions, SceneState
@@ -64,8 +64,9 @@ def create_scene(
             save_stream(video.file, source_path, max_bytes, "video")
             source_name, video_field = Path(video.filename).name[:200], "video"
         else:
-            source_path = resolve_import(import_path, settings.import_roots, "import_path")
-            source_name, video_field = source_path.name, "import_path"
+            resolved = resolve_import(import_path, settings.import_roots, "import_path")
+            source_path = pin_import(resolved, scene_dir / f"source{_import_suffix(resolved)}", "import_path")
+            source_name, video_field = resolved.name, "import_path"
         info = _probe(source_path, video_field, settings)
         depth_source = _depth_source(depth_source, depth is not None or bool(depth_import_path))
 
@@ -75,8 +76,9 @@ def create_scene(
             save_stream(depth.file, depth_path, max_bytes, "depth")
             _check_depth(depth_path, "depth", info, num_frames)
         elif depth_import_path:
-            depth_path = resolve_import(depth_import_path, settings.import_roots, "depth_import_path")
-            suffix_of(depth_path.name, DEPTH_SUFFIXES, "depth_import_path")
+            resolved = resolve_import(depth_import_path, settings.import_roots, "depth_import_path")
+            suffix = suffix_of(resolved.name, DEPTH_SUFFIXES, "depth_import_path")
+            depth_path = pin_import(resolved, scene_dir / f"depth{suffix}", "depth_import_path")
             _check_depth(depth_path, "depth_import_path", info, num_frames)
 
         options = SceneOptions(num_frames=num_frames, fov_deg=fov_deg, focal_px=focal_px,
@@ -144,20 +146,22 @@ def _probe(path: Path, field: str, settings: Settings):
 
 
 def _check_depth(path: Path, field: str, info, num_frames: int) -> None:
-    """Shape and values, checked now so a bad depth is a 422, not a failed job later."""
-    from ex4d_engine.depth.file import load_depth_file
+    """Header, shape and values, checked now so a bad depth is a 422 (413 over the cap), not a failed job.
+
+    Only the frames the scene uses are read, after the header matched the clip's size.
+    """
+    from ex4d_engine.depth.file import DepthTooLargeError, load_depth_file
     from ex4d_engine.video_io import working_size
 
-    try:
-        depth = load_depth_file(path)
-    except Ex4dError as exc:
-        raise InputError(f"{field}: {_without_path(exc.message, path)}", field) from None
     frames_needed = min(num_frames, info.num_frames)
     sizes = {(info.width, info.height), working_size(info.width, info.height)}
-    t, h, w = depth.shape
-    if (w, h) not in sizes:
-        wanted = " or ".join(f"{a}x{b}" for a, b in sorted(sizes))
-        raise InputError(f"{field} is {w}x{h}; the video needs {wanted}", field)
+    try:
+        depth = load_depth_file(path, sizes=sizes, max_frames=frames_needed)
+    except DepthTooLargeError as exc:
+        raise TooLargeError(f"{field}: {_without_path(exc.message, path)}", field) from None
+    except Ex4dError as exc:
+        raise InputError(f"{field}: {_without_path(exc.message, path)}", field) from None
+    t = depth.shape[0]
     if t < frames_needed:
         raise InputError(f"{field} has {t} frames, the scene needs {frames_needed}", field)
     used = depth[:frames_needed]
@@ -165,6 +169,12 @@ def _check_depth(path: Path, field: str, info, num_frames: int) -> None:
         raise InputError(f"{field} contains NaN or infinity", field)
     if (used <= 0).any():
         raise InputError(f"{field} must be positive everywhere (min {float(used.min()):.4g})", field)
+
+
+def _import_suffix(path: Path) -> str:
+    """The import's suffix when it is a known video one (ffmpeg reads by content anyway)."""
+    suffix = path.suffix.lower()
+    return suffix if suffix in VIDEO_SUFFIXES else ".video"
 
 
 def _without_path(message: str, path: Path) -> str:
