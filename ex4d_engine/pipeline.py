@@ -69,7 +69,8 @@ def load_scene(
     if options.num_frames < 1:
         raise InputError(f"num_frames must be >= 1, got {options.num_frames}")
     if depth_file is None and depth_backend in (None, "file"):
-        raise InputError("no depth given: pass --depth_file, or a depth backend (see `ex4d models`)")
+        raise InputError("no depth given: pass --depth_file FILE, or --depth_backend NAME (depth-anything is the "
+                         "licence-clean one; `ex4d models` lists them and their weights)")
     _report(progress, 0.0, "reading video")
     info = video_io.probe(video_path)
     size = video_io.working_size(info.width, info.height, options.size_multiple, options.max_long_side)

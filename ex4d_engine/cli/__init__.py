@@ -25,7 +25,8 @@ PLUGIN_GROUP = "ex4d.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ex4d", description="EX-4D camera re-shooting engine")
+    parser = argparse.ArgumentParser(prog="ex4d", description="EX-4D camera re-shooting engine. Every --flag may be "
+                                     "written with hyphens or underscores (--models-dir = --models_dir).")
     parser.add_argument("--version", action="version", version=f"ex4d {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -35,9 +36,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def normalise_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Accept ``--models-dir`` and ``--models_dir`` alike: each flag becomes the spelling its command declares.
+
+    The seed's underscore flags stay the declared ones; a flag declared in neither spelling is left for
+    argparse to refuse (with its own message). Sub-commands are followed, each with its own flags.
+    """
+    known = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+    subcommands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    out = []
+    for index, token in enumerate(argv):
+        if token in subcommands:
+            return out + [token] + normalise_flags(subcommands[token], argv[index + 1:])
+        name, eq, value = token.partition("=")
+        if token.startswith("--") and name not in known:
+            for other in ("--" + name[2:].replace("-", "_"), "--" + name[2:].replace("_", "-")):
+                if other in known:
+                    token = other + eq + value
+                    break
+        out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(normalise_flags(parser, argv))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

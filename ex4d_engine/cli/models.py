@@ -82,7 +82,12 @@ def run_list(args: argparse.Namespace) -> int:
     for attr in ("models_dir", "depthcrafter_repo"):
         if not hasattr(args, attr):
             setattr(args, attr, None)
+    from ..depth.weights import models_dir_note
+
     print(render([section(args) for section in SECTIONS]))
+    note = models_dir_note(args.models_dir)
+    if note:
+        print(note)
     return 0
 
 
