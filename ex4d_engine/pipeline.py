@@ -73,24 +73,22 @@ def load_scene(
                          "licence-clean one; `ex4d models` lists them and their weights)")
     _report(progress, 0.0, "reading video")
     info = video_io.probe(video_path)
-    size = video_io.working_size(info.width, info.height, options.size_multiple, options.max_long_side)
-    clip = video_io.read_video(video_path, max_frames=options.num_frames, size=size)
-    t, h, w = clip.frames.shape[:3]
+    w, h = video_io.working_size(info.width, info.height, options.size_multiple, options.max_long_side)
+    model_focal = None
+    if depth_file is not None:  # checked before the video is decoded: a bad depth file fails in a second
+        depth_frames = 1 if options.only_first_frame else min(options.num_frames, info.num_frames)
+        depth = _read_depth_file(depth_file, info, w, h, depth_frames)
+    clip = video_io.read_video(video_path, max_frames=options.num_frames, size=(w, h))
+    t = clip.frames.shape[0]
 
     check_cancel(should_cancel)
     _report(progress, 0.2, "depth")
-    model_focal = None
     if depth_file is not None:
-        from .depth.file import load_depth_file, validate_depth
-
-        sizes = {(info.width, info.height), (w, h)}
-        depth = load_depth_file(depth_file, sizes=sizes, max_frames=t)
-        where = f"depth file {os.fspath(depth_file)}"
-        if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
-            # depth given at the source resolution: check every value, then resize like the frames
-            depth = _resize_depth(validate_depth(depth, t, info.height, info.width, source=where), w, h)
-        depth = validate_depth(depth, t, h, w, source=where)
-        depth_source, depth_units = "file", "depth-file units"
+        if options.only_first_frame and len(depth) < t:  # one depth frame is all a static scene needs
+            depth = np.repeat(depth[:1], t, axis=0)
+        if len(depth) < t:
+            raise InputError(f"depth file {os.fspath(depth_file)} has {len(depth)} frames, the video has {t}")
+        depth, depth_source, depth_units = depth[:t], "file", "depth-file units"
     else:
         from .depth import estimate_depth
         from .depth.file import validate_depth
@@ -111,6 +109,20 @@ def load_scene(
                                     model_focal_px=model_focal if options.fov_auto else None)
     _report(progress, 1.0, "scene ready")
     return Scene(clip.frames, depth, intrinsics, clip.fps, depth_source, depth_units, options)
+
+
+def _read_depth_file(path, info, w: int, h: int, frames: int) -> np.ndarray:
+    """The depth file's first ``frames`` frames at the working size, checked (header first, then values)."""
+    from .depth.file import load_depth_file, validate_depth
+
+    depth = load_depth_file(path, sizes={(info.width, info.height), (w, h)}, max_frames=frames)
+    if depth.ndim == 2:  # one frame
+        depth = depth[None]
+    where = f"depth file {os.fspath(path)}"
+    if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
+        # depth given at the source resolution: check every value, then resize like the frames
+        depth = _resize_depth(validate_depth(depth, frames, info.height, info.width, source=where), w, h)
+    return validate_depth(depth, frames, h, w, source=where)
 
 
 def _resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -147,3 +147,22 @@ def test_zero_frames_and_unknown_preset_are_refused(tmp_path, tiny_video):
     result, out = recon(tmp_path, video, depth, "--cam", "orbit_left")
     assert result.returncode == 2 and "unknown camera preset 'orbit_left'" in result.stderr
     assert not out.exists() or not list(out.glob("color_*"))
+
+
+def test_one_depth_frame_is_enough_for_a_static_scene(tmp_path, tiny_video):
+    video, depth = tiny_video
+    single = tmp_path / "frame0.npy"
+    np.save(single, np.load(depth)[0])  # 2-D: (H, W)
+    result, out = recon(tmp_path, video, single, "--cam", "30", "--only_first_frame")
+    assert result.returncode == 0, result.stderr
+    assert (out / "color_30.mp4").is_file()
+    moving, _ = recon(tmp_path / "moving", video, single, "--cam", "30")
+    assert moving.returncode == 2 and "has 1 frames, the video has 9" in moving.stderr
+
+
+def test_flags_take_either_spelling(tmp_path, tiny_video):
+    video, depth = tiny_video
+    out = tmp_path / "out"
+    result = run_cli("recon", "--input-video", video, "--depth-file", depth, "--output-dir", out, "--cam", "30")
+    assert result.returncode == 0, result.stderr
+    assert (out / "color_30.mp4").is_file()
