@@ -486,6 +486,30 @@ def detect_format(path: str | os.PathLike, *, for_output: bool = False) -> str:
     )
 
 
+def trajectory_from_document(data: Any, source: str = "trajectory") -> Trajectory:
+    """A decoded JSON document holding a camera path, in whichever form ex4d writes or reads one.
+
+    Accepted: an ``ex4d.trajectory`` document; a record wrapping one under ``"trajectory"``
+    (``recon_{cam}.json``); a nerfstudio ``camera_path.json`` document (converted). Anything else is a
+    :class:`TrajectoryError` that names what was found and how to convert it.
+    """
+    ex4d_keys = {"format", "version", "frames"}
+    if isinstance(data, dict) and ex4d_keys & set(data) and "camera_path" not in data and "trajectory" not in data:
+        try:
+            return Trajectory.from_dict(data)
+        except TrajectoryError as exc:
+            raise TrajectoryError(f"{source}: {exc.message}") from None
+    if isinstance(data, dict) and isinstance(data.get("trajectory"), dict):  # recon_{cam}.json and friends
+        return trajectory_from_document(data["trajectory"], f"{source}: trajectory")
+    if isinstance(data, dict) and ("camera_path" in data or "keyframes" in data):
+        return trajectory_from_nerfstudio(data, source=source)
+    found = f"a JSON object with keys {', '.join(sorted(map(str, data))[:6])}" if isinstance(data, dict) \
+        else f"a JSON {type(data).__name__}"
+    raise TrajectoryError(f"{source}: {found}, not a camera path. ex4d reads ex4d.trajectory, recon_*.json, "
+                          "nerfstudio camera_path.json, seed camera_*.npz and COLMAP text; convert other files "
+                          "with `ex4d trajectory convert IN OUT.json`")
+
+
 def load_trajectory(
     path: str | os.PathLike,
     fmt: str | None = None,
@@ -510,7 +534,7 @@ def load_trajectory(
         raise TrajectoryError(f"{os.fspath(path)}: a {fmt} trajectory stores its own {', '.join(clash)}; do not pass them")
     fps = DEFAULT_FPS if fps is None else fps
     if fmt == "ex4d":
-        return Trajectory.load(path)
+        return trajectory_from_document(_read_json(os.fspath(path)), os.fspath(path))
     if fmt == "seed-npz":
         return load_seed_npz(path, width=width, height=height, fps=fps)
     if fmt == "nerfstudio":

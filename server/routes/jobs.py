@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
 from ex4d_engine.contract import Trajectory, TrajectoryError
+from ex4d_engine.interchange import trajectory_from_document
 from ex4d_engine.protocol import JOB_ID_PATTERN
 from ex4d_engine.errors import ConflictError, InputError, NotFoundError, ResourceError
 
@@ -43,10 +44,10 @@ def create_job(body: JobCreate, store: StoreDep, artefacts: ArtefactsDep, settin
     if scene.state != SceneState.ready:
         raise ConflictError(f"scene {scene.id!r} is not ready (state: {scene.state.value}); "
                             "wait for its recon job to succeed")
-    try:  # the one place an HTTP trajectory is validated; stored canonically from here on
-        trajectory = Trajectory.from_dict(request.trajectory)
+    try:  # the one place an HTTP trajectory is validated (any supported form); stored canonically from here on
+        trajectory = trajectory_from_document(request.trajectory, "trajectory")
     except TrajectoryError as exc:
-        raise TrajectoryError(f"trajectory: {exc}", "trajectory") from None
+        raise TrajectoryError(exc.message, "trajectory") from None
     _check_trajectory(trajectory, scene.metadata or {}, settings)
     options = request.options
     status = generator_status(options.generator, settings.models_dir)
