@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up ex4d on a fresh Debian machine (Python 3.11, no GPU). Idempotent: re-running is cheap.
 #
-#   bash .ci/setup.sh demo   # the engine + CLI in .venv (enough for `ex4d demo`, recon, serve with draft)
+#   bash .ci/setup.sh demo   # the engine + CLI + server + depth in .venv (`ex4d demo`, recon, serve with draft)
 #   bash .ci/setup.sh test   # + server, depth, generation, cluster (Ray) extras and the Blender 4.2/4.5/5.0 test venvs
 set -euo pipefail
 mode="${1:-demo}"
@@ -40,6 +40,7 @@ if [ "$mode" = test ]; then
     "$venv/bin/python" -m pip --disable-pip-version-check -q install "$2" "numpy<2" requests pytest
   done
 else
-  $PIP install -e . "torch==2.13.0"
+  # server + depth extras: what README shows next (`ex4d serve`, `ex4d recon --depth_backend`) runs too
+  $PIP install -e ".[server,depth]" "torch==2.13.0"
 fi
 echo "ex4d set up ($mode): .venv/bin/ex4d"
