@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from typing import Any, Optional
 
@@ -120,7 +121,10 @@ def serve(settings: Settings) -> int:
 
         check_reachable(settings.ray)
     else:
-        settings.worker_devices()
+        devices = settings.worker_devices()
+        if any(d[:1].isdigit() for d in devices) and not os.path.exists("/dev/nvidiactl"):
+            print(f"ex4d serve: WARNING: --gpus {settings.gpus} names GPUs but no NVIDIA GPU is visible here; "
+                  "every worker runs on the CPU", file=sys.stderr, flush=True)
     os.umask(0o077)  # database, uploads, results, server.json: 0600; the workers inherit it
     lock = _lock_data_dir(settings)
     token = resolve_token(settings)  # create it now, so its path can be printed

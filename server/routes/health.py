@@ -8,7 +8,7 @@ from ex4d_engine import __version__
 from ex4d_engine.contract import CONTRACT_VERSION
 
 from ..deps import SettingsDep, StoreDep
-from ex4d_engine.depth import available_backends
+from ex4d_engine.depth import runnable_backends
 from ex4d_engine.generation.registry import all_statuses
 
 from ..schemas import GeneratorInfo, GpuInfo, Health, WorkerInfo
@@ -33,7 +33,7 @@ def health(request: Request, store: StoreDep, settings: SettingsDep) -> Health:
                             restarts=w.restarts, gpu_group=w.info.get("gpu_group", []),
                             cuda_visible_devices=w.info.get("cuda_visible_devices"),
                             last_exit=w.info.get("last_exit")) for w in workers],
-        generators=generators, depth_backends=available_backends(), queue_length=store.queue_length(),
+        generators=generators, depth_backends=runnable_backends(str(settings.models_dir) if settings.models_dir else None), queue_length=store.queue_length(),
         cluster=_cluster(request),
     )
 

@@ -10,12 +10,12 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Path as PathParam, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from ex4d_engine.errors import ConflictError, Ex4dError, InputError, TooLargeError
+from ex4d_engine.errors import ConflictError, Ex4dError, InputError, ResourceError, TooLargeError
 
 from ..artefacts import (DEPTH_SUFFIXES, ID_PATTERN, SCENE_PACKAGE, VIDEO_SUFFIXES, pin_import, resolve_import,
                          save_stream, suffix_of)
 from ..deps import ArtefactsDep, PoolDep, SettingsDep, StoreDep, TokenDep
-from ex4d_engine.depth import available_backends
+from ex4d_engine.depth import available_backends, backend_problem
 from ex4d_engine.protocol import SceneOptions, SceneState
 
 from ..schemas import ErrorBody, SceneList, ScenePublic, scene_of
@@ -68,7 +68,7 @@ def create_scene(
             source_path = pin_import(resolved, scene_dir / f"source{_import_suffix(resolved)}", "import_path")
             source_name, video_field = resolved.name, "import_path"
         info = _probe(source_path, video_field, settings)
-        depth_source = _depth_source(depth_source, depth is not None or bool(depth_import_path))
+        depth_source = _depth_source(depth_source, depth is not None or bool(depth_import_path), settings.models_dir)
 
         depth_path: Optional[Path] = None
         if depth is not None:
@@ -115,7 +115,7 @@ def get_package(scene_id: SceneId, store: StoreDep, artefacts: ArtefactsDep) -> 
 
 
 # ---------------------------------------------------------------------- checks
-def _depth_source(depth_source: Optional[str], has_depth: bool) -> str:
+def _depth_source(depth_source: Optional[str], has_depth: bool, models_dir=None) -> str:
     if has_depth:
         if depth_source not in (None, "file"):
             raise InputError(f"depth_source is {depth_source!r} but a depth file was given; use 'file'",
@@ -127,6 +127,9 @@ def _depth_source(depth_source: Optional[str], has_depth: bool) -> str:
         raise InputError(f"no depth given: upload depth or name depth_import_path {hint}", "depth")
     if depth_source not in backends:
         raise InputError(f"unknown depth_source {depth_source!r}; available: {['file'] + backends}", "depth_source")
+    problem = backend_problem(depth_source, str(models_dir) if models_dir else None)
+    if problem:  # refused now, not as a failed job later
+        raise ResourceError(f"depth backend {depth_source!r} cannot run on this engine: {problem}", "depth_source")
     return depth_source
 
 

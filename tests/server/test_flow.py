@@ -207,19 +207,20 @@ def test_preload_loads_generators_at_start(start_server):
     assert next(g for g in health["generators"] if g["name"] == "draft")["loaded"] is True
 
 
-def test_depth_backend_without_weights_fails_the_recon_with_the_reason(start_server, clip, tmp_path_factory):
+def test_depth_backend_without_weights_is_refused_at_submit_with_the_reason(start_server, clip, tmp_path_factory):
     empty = tmp_path_factory.mktemp("no-models")
     engine = start_server("--models-dir", str(empty), env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(empty)})
-    backends = [b for b in requests.get(engine.url + "/v1/health", timeout=10).json()["depth_backends"] if b != "file"]
-    assert backends, "the engine offers no depth backend"
+    # health offers only what can run: no weights anywhere, so only depth from a file
+    assert requests.get(engine.url + "/v1/health", timeout=10).json()["depth_backends"] == ["file"]
+    scenes_before = {p.name for p in (engine.data_dir / "scenes").iterdir()}
     with open(clip.video, "rb") as video:
         response = engine.post("/v1/scenes", files={"video": ("clip.mp4", video)},
-                               data={"depth_source": backends[0], "num_frames": "9"})
-    assert response.status_code == 202, response.text
-    job = engine.wait_job(response.json()["recon_job_id"])
-    assert job["state"] == "failed" and job["error"]["error"] == "resource_unavailable", job
-    assert backends[0] in job["error"]["message"] or "weights" in job["error"]["message"].lower()
-    assert engine.get(f"/v1/scenes/{response.json()['id']}").json()["state"] == "failed"
+                               data={"depth_source": "depth-anything", "num_frames": "9"})
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["error"] == "resource_unavailable" and body["field"] == "depth_source"
+    assert "depth-anything" in body["message"] and "missing" in body["message"] and "hf download" in body["message"]
+    assert {p.name for p in (engine.data_dir / "scenes").iterdir()} == scenes_before  # nothing left behind
 
 
 def test_two_workers_share_one_queue(start_server, clip, trajectory_for):
