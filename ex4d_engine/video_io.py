@@ -157,9 +157,27 @@ def read_video(
 
 
 def read_mask_video(path: str | os.PathLike, *, max_frames: Optional[int] = None) -> np.ndarray:
-    """Read a mask video as (T, H, W) uint8; values are re-binarised at 127 (lossy masks from other tools)."""
+    """Read a mask video as (T, H, W) uint8; values are re-binarised at 127 (lossy masks from other tools).
+
+    A video that is not a mask (coloured, or mostly grey levels far from black and white) is refused:
+    re-binarising a colour render would silently make a nonsense mask.
+    """
     clip = read_video(path, max_frames=max_frames)
-    return np.where(clip.frames.mean(axis=-1) > 127, 255, 0).astype(np.uint8)
+    frames = clip.frames.astype(np.int16)
+    colourful = np.abs(frames - frames.mean(axis=-1, keepdims=True)).max(axis=-1) > MASK_TOLERANCE
+    grey = frames.mean(axis=-1)
+    undecided = (grey > MASK_TOLERANCE) & (grey < 255 - MASK_TOLERANCE)
+    if colourful.mean() > MASK_BAD_FRACTION or undecided.mean() > MASK_BAD_FRACTION:
+        raise InputError(f"{os.fspath(path)} is not a mask video: {100 * colourful.mean():.0f}% of its pixels are "
+                         f"coloured and {100 * undecided.mean():.0f}% mid-grey; a mask is black (to generate) and "
+                         "white (visible) -- did you pass the colour render?")
+    return np.where(grey > 127, 255, 0).astype(np.uint8)
+
+
+#: A lossy mask's pixels stray this far from grey / from black and white at most ...
+MASK_TOLERANCE = 40
+#: ... except at edges: a mask may have this fraction of such pixels.
+MASK_BAD_FRACTION = 0.05
 
 
 def write_video(
