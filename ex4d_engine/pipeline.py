@@ -257,18 +257,31 @@ def save_conditioning(
     colour_path: str | os.PathLike,
     mask_path: str | os.PathLike,
     mask_format: str = "mp4",
+    colour_format: str = "mp4",
 ) -> None:
-    """Write the colour video and the mask (lossless mp4, or a folder of PNGs for ``mask_format='png'``).
+    """Write the colour and the mask. The mask: lossless mp4, or a folder of PNGs (``mask_format='png'``).
 
-    The mask is written first: a colour file never exists without its mask.
+    The colour: ``mp4`` (H.264 yuv420p, plays everywhere; lossy), ``lossless`` (H.264 RGB qp 0, exact) or
+    ``png`` (a folder of PNGs, exact). The mask is written first: a colour file never exists without its mask.
     """
+    if colour_format not in COLOUR_FORMATS:
+        raise InputError(f"colour format must be one of {', '.join(COLOUR_FORMATS)}, got {colour_format!r}")
     if mask_format == "png":
         video_io.write_png_sequence(mask_path, conditioning.mask, prefix="mask")
     elif mask_format == "mp4":
         video_io.write_mask_video(mask_path, conditioning.mask, fps)
     else:
         raise InputError(f"mask format must be 'mp4' or 'png', got {mask_format!r}")
-    video_io.write_video(colour_path, conditioning.colour, fps)
+    if colour_format == "png":
+        video_io.write_png_sequence(colour_path, conditioning.colour, prefix="color")
+    elif colour_format == "lossless":
+        video_io.write_lossless_video(colour_path, conditioning.colour, fps)
+    else:
+        video_io.write_video(colour_path, conditioning.colour, fps)
+
+
+#: How the colour conditioning can be written (``ex4d recon --color_format``).
+COLOUR_FORMATS = ("mp4", "lossless", "png")
 
 
 def _report(progress: Optional[Progress], fraction: float, stage: str) -> None:

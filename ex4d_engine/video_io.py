@@ -198,6 +198,17 @@ def write_video(
     _encode(path, frames, fps, "rgb24", ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p"])
 
 
+def write_lossless_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write (T, H, W, 3) uint8 RGB losslessly (H.264 RGB, qp 0): every value comes back exactly.
+
+    For conditioning that another tool reads back (``--color_format lossless``); larger than the default mp4
+    and not every player shows it, which is why it is not the default.
+    """
+    frames = np.asarray(frames)
+    _check_frames(frames, channels=3)
+    _encode(path, frames, fps, "rgb24", ["-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24"])
+
+
 def write_mask_video(path: str | os.PathLike, masks: np.ndarray, fps: float) -> None:
     """Write (T, H, W) uint8 masks losslessly (H.264 qp 0, gray): 0 and 255 come back exactly."""
     masks = np.asarray(masks)

@@ -70,7 +70,14 @@ def read_inputs(colour_path: str, mask_path: str, frames: int) -> tuple[np.ndarr
     if frames < 0:
         raise InputError(f"--frames must be >= 0 (0 = all), got {frames}")
     limit = frames or None
-    clip = read_video(colour_path, max_frames=limit)
+    if os.path.isdir(colour_path):  # `ex4d recon --color_format png`: exact colour, fps from its recon record
+        colour, fps = _read_colour_pngs(colour_path, limit)
+        from types import SimpleNamespace
+
+        clip = SimpleNamespace(frames=colour, fps=fps, num_frames=len(colour), width=colour.shape[2],
+                               height=colour.shape[1])
+    else:
+        clip = read_video(colour_path, max_frames=limit)
     if os.path.isdir(mask_path):
         mask = _read_mask_pngs(mask_path, limit)
     else:
@@ -80,6 +87,26 @@ def read_inputs(colour_path: str, mask_path: str, frames: int) -> tuple[np.ndarr
     if len(mask) != clip.num_frames:
         raise InputError(f"mask has {len(mask)} frames, colour has {clip.num_frames}")
     return clip.frames, mask, clip.fps
+
+
+def _read_colour_pngs(folder: str, limit) -> tuple[np.ndarray, float]:
+    """A ``color_{cam}/`` PNG folder and the fps recorded in the ``recon_{cam}.json`` beside it."""
+    import json
+
+    import cv2
+
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(".png"))[:limit]
+    if not names:
+        raise InputError(f"colour folder {folder} holds no PNG files")
+    cam = os.path.basename(os.path.normpath(folder)).removeprefix("color_")
+    record = os.path.join(os.path.dirname(os.path.normpath(folder)), f"recon_{cam}.json")
+    if not os.path.isfile(record):
+        raise InputError(f"colour folder {folder}: its frame rate is read from {record}, which is missing")
+    fps = float(json.loads(open(record, encoding="utf-8").read())["fps"])
+    frames = [cv2.imread(os.path.join(folder, n), cv2.IMREAD_COLOR) for n in names]
+    if any(f is None for f in frames) or len({f.shape for f in frames}) != 1:
+        raise InputError(f"colour folder {folder} holds unreadable PNGs or PNGs of different sizes")
+    return np.stack([f[..., ::-1] for f in frames]), fps
 
 
 def _read_mask_pngs(folder: str, limit) -> np.ndarray:
