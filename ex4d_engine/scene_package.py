@@ -23,6 +23,9 @@ from .video_io import write_video
 if TYPE_CHECKING:
     from .scene import Scene
 
+#: zlib level 1 for the point cache: ~70% smaller, a second or two per 49 frames at 512^2 (higher levels gain
+#: little on float32 and cost several times the time).
+POSITIONS_DEFLATE_LEVEL = 1
 PACKAGE_FORMAT = "ex4d.scene"
 PACKAGE_VERSION = 1
 PC2_HEADER = struct.Struct("<12siiffi")
@@ -96,14 +99,16 @@ def write_scene_package(scene: "Scene", path: str | os.PathLike, meshes: DWMeshS
     hidden = meshes.hidden_vertices.detach().cpu().numpy()
     hidden_faces = meshes.hidden_faces.detach().cpu().numpy()
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory(prefix=".partial-", dir=path.parent) as work, \
-            zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
+            zipfile.ZipFile(tmp, "w", allowZip64=True, compresslevel=POSITIONS_DEFLATE_LEVEL) as archive:
         archive.writestr("scene.json", json.dumps(scene_metadata(scene, meshes, scene_id), indent=1),
                          compress_type=zipfile.ZIP_DEFLATED)
         mesh_bytes = io.BytesIO()
         np.savez_compressed(mesh_bytes, vertices=vertices[0], faces=meshes.faces.cpu().numpy().astype(np.int32),
                             uv=vertex_uvs(meshes.width, meshes.height), hidden=hidden, hidden_faces=hidden_faces)
         archive.writestr("mesh.npz", mesh_bytes.getvalue(), compress_type=zipfile.ZIP_STORED)
-        with archive.open("positions.pc2", "w", force_zip64=True) as handle:
+        positions = zipfile.ZipInfo("positions.pc2", date_time=(2020, 1, 1, 0, 0, 0))
+        positions.compress_type = zipfile.ZIP_DEFLATED  # exact, and 3-4x smaller: float32 grids deflate well
+        with archive.open(positions, "w", force_zip64=True) as handle:
             write_pc2(handle, vertices)
         video = os.path.join(work, "source.mp4")
         write_video(video, scene.frames, scene.fps)
