@@ -64,19 +64,9 @@ SCENE_STATE_OF_RECON = {JobState.succeeded: SceneState.ready, JobState.failed: S
                         JobState.cancelled: SceneState.cancelled}
 
 
-class TakeState(str, enum.Enum):
-    """A take is a job seen from Blender: ``new`` until the engine accepted it, then the job's state."""
-
-    new = "new"
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self.value in {s.value for s in TERMINAL_JOB_STATES}
+#: A take is a job seen from Blender: ``new`` until the engine accepted it, then the job's state.
+TakeState = enum.Enum("TakeState", [("new", "new")] + [(s.name, s.value) for s in JobState], type=str)
+TakeState.terminal = property(lambda self: self.value in {s.value for s in TERMINAL_JOB_STATES})
 
 
 # ---------------------------------------------------------------------- generators

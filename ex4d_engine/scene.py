@@ -15,6 +15,7 @@ import numpy as np
 from .atomic import atomic_path
 from .intrinsics import Intrinsics
 from .mesh import MeshOptions
+from .video_io import FrameStack
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ReconOptions:
 
 
 @dataclass
-class Scene:
+class Scene(FrameStack):
     """A reconstructed clip: source frames, depth and source intrinsics at the working resolution."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8
@@ -65,17 +66,6 @@ class Scene:
     def K(self) -> np.ndarray:
         return self.intrinsics.K
 
-    @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def height(self) -> int:
-        return int(self.frames.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.frames.shape[2])
 
     # -------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:

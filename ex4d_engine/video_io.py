@@ -44,13 +44,10 @@ class VideoInfo:
     num_frames: int
 
 
-@dataclass
-class VideoClip:
-    """Decoded frames. ``frames``: (T, H, W, 3) uint8 RGB; ``source_size``: (width, height) on disk."""
+class FrameStack:
+    """``num_frames``, ``height`` and ``width`` of anything holding (T, H, W, 3) ``frames``."""
 
     frames: np.ndarray
-    fps: float
-    source_size: tuple[int, int]
 
     @property
     def num_frames(self) -> int:
@@ -63,6 +60,16 @@ class VideoClip:
     @property
     def width(self) -> int:
         return int(self.frames.shape[2])
+
+
+@dataclass
+class VideoClip(FrameStack):
+    """Decoded frames. ``frames``: (T, H, W, 3) uint8 RGB; ``source_size``: (width, height) on disk."""
+
+    frames: np.ndarray
+    fps: float
+    source_size: tuple[int, int]
+
 
 
 def ffmpeg_exe() -> str:
