@@ -125,11 +125,11 @@ def build_generator(args: argparse.Namespace):
     if args.generator == "draft":
         return load_generator("draft")
     from ..generation.wan.generator import SamplerSettings
-    from ..generation.wan.model_folder import wan_folder
 
     if args.area < 256:
         raise InputError(f"--area must be at least 256 pixels, got {args.area}")
-    generator = load_generator("wan", wan_folder(args.models_dir), args.profile, device=args.device,
+    # missing weights are resource_unavailable (exit 4) with the download commands, like depth weights
+    generator = load_generator("wan", args.models_dir, args.profile, device=args.device,
                                settings=SamplerSettings(area=args.area))
     print(generator.pipeline.checkpoint_summary, file=sys.stderr)
     return generator

@@ -53,7 +53,8 @@ def generator_status(name: str, models_dir: Optional[str] = None) -> GeneratorSt
         return GeneratorStatus(name, False, f"cannot check the {spec.label} weights: {exc}")
     present, missing = list(status.get("present", [])), list(status.get("missing", []))
     if missing:
-        return GeneratorStatus(name, False, f"weights missing: {', '.join(missing)} (see `ex4d models`)",
+        get = "; ".join(status.get("get", [])) or "see `ex4d models`"
+        return GeneratorStatus(name, False, f"weights missing: {', '.join(missing)} (get them: {get})",
                                present, missing)
     return GeneratorStatus(name, True, None, present, missing)
 

@@ -235,6 +235,8 @@ def list_needs(models_dir: Optional[str]) -> tuple[str, list[Need]]:
 
 
 def models_status(models_dir: Optional[str]) -> dict:
-    """{"present": [...], "missing": [...]} component names, for the server's health (no file opened)."""
+    """{"present", "missing": component names, "get": the commands fetching what is missing} (no file opened)."""
     _, needs = list_needs(models_dir)
-    return {"present": [n.name for n in needs if n.found], "missing": [n.name for n in needs if not n.found]}
+    missing = [n for n in needs if not n.found]
+    return {"present": [n.name for n in needs if n.found], "missing": [n.name for n in missing],
+            "get": list(dict.fromkeys(n.get_command for n in missing))}
