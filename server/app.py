@@ -113,11 +113,12 @@ def serve(settings: Settings) -> int:
     from .connections import StopSignalServer, protocol_with_header_deadline
 
     settings.check_bind()
+    if settings.token_explicit:  # before anything is created: a weak token for a network bind is refused
+        settings.check_token_strength(resolve_token(settings))
     settings.worker_devices()  # validate --gpus before anything starts
     os.umask(0o077)  # database, uploads, results, server.json: 0600; the workers inherit it
     lock = _lock_data_dir(settings)
-    token = resolve_token(settings)  # create it now, so its path can be printed
-    settings.check_token_strength(token)
+    resolve_token(settings)  # create it now, so its path can be printed
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP;
     # without it keep-alive responses wait 40 ms on Nagle + delayed ACK.

@@ -230,6 +230,7 @@ def test_weak_token_for_a_non_loopback_bind_is_refused(tmp_path, token):
                           env={**env, "EX4D_TOKEN": token})
     assert proc.returncode == 2, proc.stderr
     assert "weak token" in proc.stderr and "16 bytes" in proc.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything was created
 
 
 def test_strong_token_passes_the_check():
