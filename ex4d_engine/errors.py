@@ -55,8 +55,8 @@ ERROR_TABLE: tuple[ErrorKind, ...] = (
               "the bearer token is missing or wrong (HTTP only)",
               "The engine rejected the token ({detail}). Copy it from <data-dir>/token into the add-on "
               "preferences, or leave the field empty for a local engine."),
-    ErrorKind("forbidden", None, 403, "ERROR", False,
-              "the request came through a host name the server does not serve (HTTP only)"),
+    ErrorKind("bad_request", None, 400, "ERROR", False,
+              "the Host header names the server by a name it does not answer to (DNS-rebinding guard; HTTP only)"),
     ErrorKind("method_not_allowed", None, 405, "ERROR", True,
               "a known route called with the wrong HTTP method (HTTP only; the `Allow` header lists the right ones)"),
     ErrorKind("unsupported_media_type", None, 415, "ERROR", True,
@@ -151,8 +151,8 @@ class UnauthorizedError(Ex4dError, code="unauthorized"):
     """The bearer token is missing or wrong."""
 
 
-class ForbiddenError(Ex4dError, code="forbidden"):
-    """The request came through a host name the server does not serve."""
+class BadRequestError(Ex4dError, code="bad_request"):
+    """The Host header names the server by a name it does not answer to."""
 
 
 class MethodNotAllowedError(Ex4dError, code="method_not_allowed"):
@@ -198,7 +198,7 @@ class InternalError(Ex4dError, code="internal_error"):
 #: code -> the class raised for it (the add-on rebuilds typed errors from HTTP bodies with this).
 ERROR_CLASSES: dict[str, type[Ex4dError]] = {
     cls.code: cls for cls in (InputError, TooLargeError, NotFoundError, ResourceError, ConflictError,
-                              UnauthorizedError, ForbiddenError, MethodNotAllowedError, UnsupportedMediaTypeError,
+                              UnauthorizedError, BadRequestError, MethodNotAllowedError, UnsupportedMediaTypeError,
                               JobCancelledError, EngineUnreachableError, EngineTimeoutError,
                               VersionMismatchError, BadResponseError, WorkerCrashedError, InterruptedJobError,
                               InternalError)
@@ -252,5 +252,22 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m ex4d_engine.errors  -> the markdown table for the docs
-    print(markdown_table())
+def write_table_into(path: str) -> None:
+    """Replace the ``<!-- error-table -->`` block of a markdown file with the current table."""
+    import re
+
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    block = f"<!-- error-table -->\n{markdown_table()}\n<!-- /error-table -->"
+    new = re.sub(r"<!-- error-table -->\n.*?<!-- /error-table -->", lambda _: block, text, flags=re.S)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(new)
+
+
+if __name__ == "__main__":  # python -m ex4d_engine.errors [FILE.md ...]: print the table, or rewrite it in FILEs
+    import sys
+
+    for name in sys.argv[1:]:
+        write_table_into(name)
+    if len(sys.argv) == 1:
+        print(markdown_table())

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ex4d_engine import __version__
 from ex4d_engine.atomic import atomic_write
-from ex4d_engine.errors import CODE_OF_STATUS, Ex4dError, InputError, InternalError, ResourceError
+from ex4d_engine.errors import CODE_OF_STATUS, Ex4dError, InputError, InternalError, ResourceError, TooLargeError
 
 from .artefacts import Artefacts
 from .guard import HostGuard, HostRule, TokenGuard
@@ -115,6 +115,8 @@ def serve(settings: Settings) -> int:
     from .connections import StopSignalServer, protocol_with_header_deadline
 
     settings.check_bind()
+    if settings.token_explicit:  # before anything is created: a weak token for a network bind is refused
+        settings.check_token_strength(resolve_token(settings))
     settings.check_ray()  # validate --ray / --gpus before anything starts
     if settings.ray:
         from .ray_pool import check_reachable
@@ -127,8 +129,7 @@ def serve(settings: Settings) -> int:
                   "every worker runs on the CPU", file=sys.stderr, flush=True)
     os.umask(0o077)  # database, uploads, results, server.json: 0600; the workers inherit it
     lock = _lock_data_dir(settings)
-    token = resolve_token(settings)  # create it now, so its path can be printed
-    settings.check_token_strength(token)
+    resolve_token(settings)  # create it now, so its path can be printed
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP;
     # without it keep-alive responses wait 40 ms on Nagle + delayed ACK.
@@ -248,7 +249,7 @@ class BodyLimitMiddleware:
         limit = self.upload_bytes if content_type.startswith("multipart/form-data") else self.json_bytes
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            response = error_response(413, "too_large", BodyTooLarge(limit).detail)
+            response = error_response(TooLargeError.http_status, TooLargeError.code, BodyTooLarge(limit).detail)
             return await response(scope, receive, send)
         received = 0
 

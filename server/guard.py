@@ -15,6 +15,8 @@ import json
 import secrets
 from typing import Callable, Iterable, Optional
 
+from ex4d_engine.errors import BadRequestError, UnauthorizedError
+
 #: Routes answered without the token (method, path).
 OPEN_ROUTES = {("GET", "/v1/health"), ("HEAD", "/v1/health")}
 
@@ -75,7 +77,7 @@ class HostGuard:
         if scope["type"] in ("http", "websocket") and not self.rule.allows(_header(scope, b"host")):
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 1008})
-            return await _json(400, "bad_request", "this server does not answer to that Host name "
+            return await _json(BadRequestError.http_status, BadRequestError.code, "this server does not answer to that Host name "
                                                    "(see --allowed-host in docs/security.md)")(send)
         return await self.app(scope, receive, send)
 
@@ -90,7 +92,7 @@ class TokenGuard:
             return await self.app(scope, receive, send)
         problem = self._problem(scope)
         if problem:
-            return await _json(401, "unauthorized", problem, {"WWW-Authenticate": "Bearer"})(send)
+            return await _json(UnauthorizedError.http_status, UnauthorizedError.code, problem, {"WWW-Authenticate": "Bearer"})(send)
         return await self.app(scope, receive, send)
 
     def _problem(self, scope) -> Optional[str]:

@@ -7,6 +7,7 @@ as interrupted by a graceful stop. docs/security.md lists the defences.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -229,6 +230,7 @@ def test_weak_token_for_a_non_loopback_bind_is_refused(tmp_path, token):
                           env={**env, "EX4D_TOKEN": token})
     assert proc.returncode == 2, proc.stderr
     assert "weak token" in proc.stderr and "16 bytes" in proc.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything was created
 
 
 def test_strong_token_passes_the_check():
@@ -300,19 +302,29 @@ def test_idle_and_slow_header_connections_are_closed(start_server):
 
 # ---------------------------------------------------------------------- 3: graceful stops
 def test_graceful_stops_never_count_as_interruptions(start_server, make_clip, long_trajectory_for):
-    """Five stops (SIGTERM x3, SIGINT x2) mid-job: each gives the job back uncounted; exit 0 / 130."""
+    """Stops (SIGTERM, then SIGINT) while the worker is in a long step: each gives the job back
+    uncounted; exit 0 after SIGTERM, 130 after SIGINT.
+
+    The long step is made real by pausing the worker (SIGSTOP) across the stop: a server that let its
+    workers die with the thread that started them killed it there, leaving the job counted as
+    interrupted (the outside test saw it in 4 of 9 stops).
+    """
     server = start_server()
     response = server.upload_scene(make_clip(num_frames=2), only_first_frame="true")
     assert server.wait_job(response.json()["recon_job_id"])["state"] == "succeeded"
     scene = server.get(f"/v1/scenes/{response.json()['id']}").json()
-    job = server.submit_job(scene, long_trajectory_for(scene, 500)).json()
-    for sig, code in ((signal.SIGTERM, 0), (signal.SIGINT, 130), (signal.SIGTERM, 0), (signal.SIGTERM, 0),
-                      (signal.SIGINT, 130)):
+    job = server.submit_job(scene, long_trajectory_for(scene, 150)).json()
+    for sig, code in ((signal.SIGTERM, 0), (signal.SIGINT, 130)):
         _wait_running(server, job["id"])
         worker = requests.get(server.url + "/v1/health", timeout=10).json()["workers"][0]["pid"]
+        os.kill(worker, signal.SIGSTOP)  # in the middle of a step that takes a while
         server.proc.send_signal(sig)
+        time.sleep(1.5)
+        with contextlib.suppress(ProcessLookupError):  # already killed: the bug this test is about
+            os.kill(worker, signal.SIGCONT)
         assert server.proc.wait(30) == code, server.log()
         assert not _alive(worker)
+        assert "killing it" not in server.log()
         server.start()
         back = server.get(f"/v1/jobs/{job['id']}").json()
         assert back["state"] in ("queued", "running") and back["error"] is None, back
