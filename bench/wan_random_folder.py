@@ -11,6 +11,7 @@ Speed and memory only: the weights are random, and the pictures are noise.
 * Each encoder is written as ``.safetensors``, which model_folder accepts in place of ``.pth``.
 * Tokenizer: the tiny word-level tokenizer of ``tiny_models``.
 * ``ex4d.ckpt``: rank-16 LoRA on every target, plus a camera encoder of width 1024, as released.
+* The ``turbo`` preset's 4-step distill LoRA (rank 64), where the engine has speed presets.
 
 About 42 GB; a few minutes on a GPU host.
 
@@ -152,8 +153,23 @@ def write_folder(folder: str, device: str) -> None:
     with torch.device("meta"):
         dit_shapes = WanModel(**I2V_14B)  # the LoRA targets' shapes; the weights are not needed
     torch.save(tiny_checkpoint(dit_shapes, encoder_scale=0.02, hidden=1024), os.path.join(folder, EX4D_CKPT))
+    write_turbo_lora(dit_shapes, folder)
     total = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(folder) for f in files)
     print(f"wrote {folder}: {total / 2**30:.1f} GiB in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def write_turbo_lora(dit_shapes: torch.nn.Module, folder: str) -> None:
+    """The 4-step distill LoRA of the ``turbo`` speed preset (rank 64, the release's key layout), where the
+    engine has that preset."""
+    try:
+        from ex4d_engine.generation.wan.distill_lora import tiny_distill_lora
+        from ex4d_engine.generation.wan.speed import TURBO_LORA_FILE
+    except ImportError:
+        print("no speed presets in this engine: no turbo LoRA written", flush=True)
+        return
+    from safetensors.torch import save_file
+
+    save_file(tiny_distill_lora(dit_shapes, rank=64), os.path.join(folder, TURBO_LORA_FILE))
 
 
 def main() -> None:
