@@ -112,6 +112,8 @@ class ShotActor:
         from ex4d_engine.generation.gpu_groups import MULTICAST_OFF_ENV
 
         os.environ.update(MULTICAST_OFF_ENV)  # before torch or a gang starts
+        if os.environ.get("OMP_NUM_THREADS") == "1":  # Ray's default for a 1-CPU actor; CPU stages use the node's
+            del os.environ["OMP_NUM_THREADS"]          # cores, as a local worker process does
         logging.basicConfig(level=logging.INFO, format="%(asctime)s ex4d-actor %(levelname)s %(message)s")
         self.config = SimpleNamespace(progress_interval_s=config.progress_interval_s)
         models_dir = os.environ.get("EX4D_MODELS_DIR") or config.models_dir

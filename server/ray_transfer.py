@@ -36,6 +36,8 @@ class Transfer:
 
     def send_inputs(self, files: dict[str, Path], run_key: str) -> tuple[dict[str, Any], Optional[str]]:
         """(inputs for the JobSpec, the shared output folder or None)."""
+        for name in files:
+            _safe_name(name)
         if self.shared_dir is None:
             import ray
 

@@ -82,6 +82,55 @@ def _check_result(server, job_id: str, frames: int) -> None:
 
 
 # ---------------------------------------------------------------------- without a cluster
+def test_a_lost_run_is_requeued_at_its_place_then_failed_at_max_attempts(tmp_path):
+    from server.store import JobState, Store
+
+    store = Store(tmp_path / "db.sqlite3")
+    _, recon = store.create_scene(source_name="a.mp4", source_path="/x/a.mp4", depth_path=None, options={})
+    later = store.create_scene(source_name="b.mp4", source_path="/x/b.mp4", depth_path=None, options={})[1]
+    job, token = store.claim_next(1)
+    assert job.id == recon.id
+    assert store.retry_or_fail(job.id, "not-the-token", 2, "lost") is None  # only the owning run may
+    assert store.retry_or_fail(job.id, token, 2, "the actor was lost") == JobState.queued
+    again, token2 = store.claim_next(2)
+    assert again.id == recon.id and again.attempts == 2  # back at its place, ahead of the later job
+    assert store.retry_or_fail(job.id, token, 2, "stale") is None  # the first run's token is dead
+    assert store.retry_or_fail(job.id, token2, 2, "the actor was lost") == JobState.failed
+    failed = store.get_job(job.id)
+    assert failed.error_code == "worker_crashed" and "tried 2 times" in failed.error_message
+    assert store.get_scene(failed.scene_id).state.value == "failed"
+    third, token3 = store.claim_next(3)
+    assert third.id == later.id
+    store.request_cancel(third.id)
+    assert store.retry_or_fail(third.id, token3, 2, "lost") == JobState.cancelled
+
+
+def test_transfer_writes_atomically_and_keeps_to_the_shared_folder(tmp_path):
+    from server.ray_transfer import Transfer, fetch_inputs, send_outputs
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"video")
+    transfer = Transfer(shared)
+    inputs, shared_out = transfer.send_inputs({"source.mp4": source}, "j_1-abc")
+    node = tmp_path / "node"
+    node.mkdir()
+    fetch_inputs(inputs, node)
+    assert (node / "source.mp4").read_bytes() == b"video"
+    (node / "result.mp4").write_bytes(b"result")
+    outputs = send_outputs(node, ["result.mp4", "missing.mp4"], shared_out)
+    final = tmp_path / "data" / "jobs" / "j_1"
+    assert transfer.receive_outputs(outputs, ["result.mp4"], final) == ["result.mp4"]
+    assert (final / "result.mp4").read_bytes() == b"result" and len(list(final.iterdir())) == 1
+    with pytest.raises(ValueError, match="outside the shared folder"):
+        transfer.receive_outputs({"result.mp4": str(source)}, ["result.mp4"], final)
+    with pytest.raises(ValueError, match="bad transfer file name"):
+        transfer.send_inputs({"../evil": source}, "j_1-abd")
+    transfer.clean("j_1-abc")
+    assert list(shared.iterdir()) == []
+
+
 @pytest.mark.parametrize("args, message, code", [
     (("--ray", "not an address"), "--ray must be 'auto' or the Ray head's HOST:PORT", 2),
     (("--ray", "auto", "--gpus", "0,1"), "--gpus 0,1 picks local GPUs; with --ray the cluster's GPUs are used", 2),
@@ -212,7 +261,10 @@ def test_node_killed_mid_job_the_job_finishes_on_another(farm, cluster, make_cli
     replaced = [a for a in survivors["actors"] if a["restarts"] == 1]
     assert len(replaced) == 1
     assert any(why in replaced[0]["last_exit"] for why in ("left the cluster", "unreachable", "died"))
-    assert any(n["node_id"] == victim and not n["alive"] for n in survivors["nodes"])
+    deadline = time.monotonic() + 90  # Ray marks the node dead after its health checks fail
+    while not any(n["node_id"] == victim and not n["alive"] for n in _health(farm)["cluster"]["nodes"]):
+        assert time.monotonic() < deadline, _health(farm)["cluster"]["nodes"]
+        time.sleep(0.5)
     _check_result(farm, job["id"], 120)
     assert farm.wait_job(farm.submit_job(scene).json()["id"])["state"] == "succeeded"  # still serving
 
