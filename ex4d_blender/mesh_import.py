@@ -14,7 +14,8 @@ What it builds:
   split off the DW-mesh into the child collection ``EX4D Skirt <name>`` with their own small point
   cache. The engine keeps them (they occlude), so renders keep them too (WYSIWYG); in the 3D view
   they would hide the scene inside a giant textured pyramid, so the collection is hidden in the
-  viewport by default (``viewport.set_skirt_visible``) and always shown in the shot-camera view.
+  viewport by default (``viewport.setup_after_import``, which the import's callers run) and always
+  shown in the shot-camera view.
 * ``EX4D Source Camera``: the source intrinsics exactly (sensor fit HORIZONTAL, lens, shift,
   pixel aspect), child of the root.
 * ``EX4D Shot``: a free camera at the source pose, ready to keyframe; it becomes the scene camera.
@@ -195,7 +196,10 @@ def read_pc2_header(path: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------- building
 def import_package(scene, package_path: str, data_dir: str, scene_id: str = "", engine_url: str = ""):
-    """Build the EX-4D collection from ``package_path``; returns the collection."""
+    """Build the EX-4D collection from ``package_path``; returns the collection.
+
+    Callers then hand it to ``viewport.setup_after_import`` (skirt hidden, views framed).
+    """
     info = read_scene_json(package_path)
     folder = extract_package(package_path, info, data_dir)
     try:
@@ -291,9 +295,6 @@ def _build(scene, folder: str, info: dict, package_path: str, scene_id: str, eng
     bounds = content_bounds(arrays["vertices"], width, height, info.get("border_depth"))
     collection["ex4d_content_bounds"] = bounds["box"]
     collection["ex4d_depth_range"] = bounds["depth"]
-    from . import viewport  # after the collection is complete: hide the skirt, frame the views
-
-    viewport.setup_after_import(scene, collection)
     return collection
 
 
