@@ -52,7 +52,8 @@ def test_views_frame_the_content_not_the_skirt(viewport_checks, blender_version)
     assert value["skirt_inside_box"] == 0
     assert (high - low).max() < value["border_depth"] / 10  # nothing like the depth-100 pyramid
     assert value["perspective"] == "PERSP"
-    assert value["max_angle_deg"] <= value["half_fov_deg"]  # every content point in the view cone
+    assert value["corners_in_view"] == 8 and value["content_in_view"] >= 0.98  # all of the content box
+    assert 0.8 < value["box_fill"] <= 1.0  # and it fills the view (on its tighter side)
     assert value["view_distance"] < value["border_depth"] / 4
     assert value["other_views_framed"] and value["color_type"] == "TEXTURE"
     # Clip range brackets the content as seen from the view, and the scene's depth range.

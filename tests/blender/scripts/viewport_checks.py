@@ -112,17 +112,25 @@ def check_framing():
     low, high = np.array(low), np.array(high)
     inside = ((content >= low - 1e-6) & (content <= high + 1e-6)).all(axis=1)
     skirt_inside = ((skirt_points >= low - 1e-6) & (skirt_points <= high + 1e-6)).all(axis=1)
-    # Where the view stands: every content point inside its view cone.
+    # Where the view stands: content points inside its field of view (a 3D view draws as a 36 mm
+    # sensor fitted to its wider side at half its lens: Blender's CAMERA_PARAM_ZOOM_INIT_PERSP = 2).
     rotation = np.array(view.view_rotation.to_matrix())
     forward = -rotation[:, 2]
     eye = np.array(view.view_location) - forward * view.view_distance
-    rays = content - eye
-    distances = np.linalg.norm(rays, axis=1)
-    angles = np.degrees(np.arccos(np.clip(rays @ forward / distances, -1, 1)))
     region = next(r for r in area.regions if r.type == "WINDOW")
-    # A 3D view draws as a 36 mm sensor at half its lens (Blender's CAMERA_PARAM_ZOOM_INIT_PERSP = 2).
-    half_fov = math.degrees(math.atan(36.0 / (space.lens / 2) / 2 * min(region.width, region.height)
-                                      / max(region.width, region.height)))
+    wide = 36.0 / space.lens
+    tan_x, tan_y = (wide, wide * region.height / region.width) if region.width >= region.height else \
+        (wide * region.width / region.height, wide)
+
+    def in_view(points):
+        rays = points - eye
+        depth = rays @ forward
+        return (depth > 0) & (np.abs(rays @ rotation[:, 0]) <= tan_x * depth + 1e-6) \
+            & (np.abs(rays @ rotation[:, 1]) <= tan_y * depth + 1e-6)
+
+    corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
+    distances = np.linalg.norm(content - eye, axis=1)
+    box_extent = np.abs((corners - eye) @ rotation[:, :2]) / ((corners - eye) @ forward)[:, None]
     near, far = addon.viewport.depth_range_world(collection)
     cameras = {}
     for name, camera in (("source", collection["ex4d_source_camera"]), ("shot", scene.camera)):
@@ -133,7 +141,9 @@ def check_framing():
     return {
         "content_inside_box": float(inside.mean()), "skirt_inside_box": int(skirt_inside.sum()),
         "box": [low.tolist(), high.tolist()], "border_depth": INFO["border_depth"],
-        "perspective": view.view_perspective, "max_angle_deg": float(angles.max()), "half_fov_deg": half_fov,
+        "perspective": view.view_perspective, "content_in_view": float(in_view(content).mean()),
+        "corners_in_view": int(in_view(corners).sum()),
+        "box_fill": float(max(box_extent[:, 0].max() / tan_x, box_extent[:, 1].max() / tan_y)),
         "view_distance": view.view_distance, "nearest": float(distances.min()), "farthest": float(distances.max()),
         "clip": [space.clip_start, space.clip_end], "depth_range": [near, far],
         "content_depth": [float(MESH["vertices"][~ring][:, 2].min()), float(MESH["vertices"][~ring][:, 2].max())],
