@@ -76,6 +76,18 @@ def content_box_world(collection) -> tuple[Vector, Vector]:
             Vector([max(c[i] for c in corners) for i in range(3)]))
 
 
+def content_points_world(collection) -> list:
+    """World positions of the content's sample points (older imports: the content box's corners)."""
+    flat = list(collection.get("ex4d_content_samples", []))
+    if flat:
+        local = [Vector(flat[i:i + 3]) for i in range(0, len(flat) - 2, 3)]
+    else:
+        low, high = collection["ex4d_content_bounds"][:3], collection["ex4d_content_bounds"][3:]
+        local = [Vector((x, y, z)) for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])]
+    matrix = Matrix([list(row) for row in import_matrix(collection)])
+    return [matrix @ p for p in local]
+
+
 def _root_scale(collection) -> float:
     matrix = import_matrix(collection)
     return float(Vector([matrix[i][0] for i in range(3)]).length)
@@ -102,8 +114,8 @@ def view_half_tangents(lens_mm: float, aspect: float) -> tuple[float, float]:
 def framing(collection, lens_mm: float = 50.0, aspect: float = 16 / 9) -> dict:
     """Where a 3D view should stand to see the content: centre, rotation, distance and clip range.
 
-    ``aspect`` = view width / height. The distance is the smallest at which all eight corners of
-    the content box are inside the view, times ``FRAMING_MARGIN``.
+    ``aspect`` = view width / height. The distance is the smallest at which every content sample
+    point is inside the view, times ``FRAMING_MARGIN``.
     """
     low, high = content_box_world(collection)
     centre = (low + high) / 2
@@ -116,12 +128,11 @@ def framing(collection, lens_mm: float = 50.0, aspect: float = 16 / 9) -> dict:
     rotation = direction.to_track_quat("-Z", "Y")
     view_axes = rotation.to_matrix()
     tan_x, tan_y = view_half_tangents(lens_mm, aspect)
-    corners = [Vector((x, y, z)) - centre for x in (low[0], high[0]) for y in (low[1], high[1])
-               for z in (low[2], high[2])]
-    # A corner at (x, y) across the view and z along it is inside at distance D when |x| <= tan_x (D + z).
+    points = [p - centre for p in content_points_world(collection)]
+    # A point at (x, y) across the view and z along it is inside at distance D when |x| <= tan_x (D + z).
     distance = max(max(abs(p.dot(view_axes.col[0])) / tan_x, abs(p.dot(view_axes.col[1])) / tan_y)
-                   - p.dot(direction) for p in corners)
-    distance = FRAMING_MARGIN * max(distance, max(-p.dot(direction) for p in corners) + 1e-3 * radius)
+                   - p.dot(direction) for p in points)
+    distance = FRAMING_MARGIN * max(distance, max(-p.dot(direction) for p in points) + 1e-3 * radius)
     near, _far = depth_range_world(collection)
     clip_start = max(min(0.01 * near, 0.01 * radius), 1e-6)
     clip_end = 4.0 * (distance + radius)

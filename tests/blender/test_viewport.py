@@ -52,8 +52,8 @@ def test_views_frame_the_content_not_the_skirt(viewport_checks, blender_version)
     assert value["skirt_inside_box"] == 0
     assert (high - low).max() < value["border_depth"] / 10  # nothing like the depth-100 pyramid
     assert value["perspective"] == "PERSP"
-    assert value["corners_in_view"] == 8 and value["content_in_view"] >= 0.98  # all of the content box
-    assert 0.8 < value["box_fill"] <= 1.0  # and it fills the view (on its tighter side)
+    assert value["content_in_view"] >= 0.98 and value["clipped_in_view"] >= 0.99  # the content is in view
+    assert 0.8 < value["fill"] <= 1.05  # and fills it (on its tighter side; ~1000 samples framed, +8 %)
     assert value["view_distance"] < value["border_depth"] / 4
     assert value["other_views_framed"] and value["color_type"] == "TEXTURE"
     # Clip range brackets the content as seen from the view, and the scene's depth range.

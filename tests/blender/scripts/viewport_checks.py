@@ -128,9 +128,9 @@ def check_framing():
         return (depth > 0) & (np.abs(rays @ rotation[:, 0]) <= tan_x * depth + 1e-6) \
             & (np.abs(rays @ rotation[:, 1]) <= tan_y * depth + 1e-6)
 
-    corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
+    clipped = np.clip(content, low, high)  # the content with its outliers pulled into the box
     distances = np.linalg.norm(content - eye, axis=1)
-    box_extent = np.abs((corners - eye) @ rotation[:, :2]) / ((corners - eye) @ forward)[:, None]
+    extent = np.abs((clipped - eye) @ rotation[:, :2]) / ((clipped - eye) @ forward)[:, None]
     near, far = addon.viewport.depth_range_world(collection)
     cameras = {}
     for name, camera in (("source", collection["ex4d_source_camera"]), ("shot", scene.camera)):
@@ -142,8 +142,8 @@ def check_framing():
         "content_inside_box": float(inside.mean()), "skirt_inside_box": int(skirt_inside.sum()),
         "box": [low.tolist(), high.tolist()], "border_depth": INFO["border_depth"],
         "perspective": view.view_perspective, "content_in_view": float(in_view(content).mean()),
-        "corners_in_view": int(in_view(corners).sum()),
-        "box_fill": float(max(box_extent[:, 0].max() / tan_x, box_extent[:, 1].max() / tan_y)),
+        "clipped_in_view": float(in_view(clipped).mean()),
+        "fill": float(max(extent[:, 0].max() / tan_x, extent[:, 1].max() / tan_y)),
         "view_distance": view.view_distance, "nearest": float(distances.min()), "farthest": float(distances.max()),
         "clip": [space.clip_start, space.clip_end], "depth_range": [near, far],
         "content_depth": [float(MESH["vertices"][~ring][:, 2].min()), float(MESH["vertices"][~ring][:, 2].max())],
