@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import math
-
 import bpy
 from mathutils import Matrix, Vector
 
