@@ -7,7 +7,6 @@ DIR/coverage_trajectory.json (the shot as the add-on sends it) for the engine si
 
 import io
 import json
-import math
 import os
 import sys
 import zipfile
@@ -17,7 +16,6 @@ import bpy_harness as h  # noqa: E402
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
-from mathutils import Vector  # noqa: E402
 
 ZIP, PACKAGE, WORKDIR = h.arg("zip"), h.arg("package"), h.arg("workdir")
 addon = h.install_addon(ZIP)
