@@ -111,3 +111,10 @@ def test_coverage_matches_the_engine_mask(viewport_checks, engine_scene, blender
     second_below = [f for f in value["second_frames"] if 100 * default[f - 1] < 60.0]
     assert [frame for frame, _ in value["markers_after"]] == second_below
     assert value["summary"].startswith(f"{len(second_below)}/4 frames")
+
+
+def test_panel_offers_the_view_tools(viewport_checks, blender_version):
+    value = check_value(viewport_checks(blender_version), "panel")
+    assert value["buttons"] == {"TOGGLE_SKIRT": ["Skirt", False], "FRAME": ["Frame scene", None],
+                                "SHOT_VIEW": ["Open shot view", None], "COVERAGE": ["Check shot coverage", None]}
+    assert value["coverage_line"] == [value["summary"]] and value["summary"]

@@ -231,6 +231,44 @@ def check_coverage():
             "samples": addon.coverage.DEFAULT_SAMPLES}
 
 
+class RecordingLayout:
+    """Stands in for a panel layout: records operators (with the properties set on them) and labels."""
+
+    def __init__(self, record):
+        self.record = record
+
+    def __getattr__(self, name):
+        if name in ("row", "column", "box", "split"):
+            return lambda *a, **k: RecordingLayout(self.record)
+        if name == "operator":
+            return self._operator
+        if name == "label":
+            return lambda text="", **k: self.record["labels"].append(text)
+        return lambda *a, **k: None
+
+    def __setattr__(self, name, value):
+        if name == "record":
+            object.__setattr__(self, name, value)
+
+    def _operator(self, idname, text="", **kwargs):
+        module, op = idname.split(".")
+        assert hasattr(getattr(bpy.ops, module), op), idname
+        props = type("Props", (), {})()
+        self.record["operators"].append((idname, text, kwargs.get("depress"), props))
+        return props
+
+
+def check_panel():
+    """The panel offers the skirt toggle (pressed when shown), framing, the shot view and coverage."""
+    scene = bpy.context.scene
+    record = {"operators": [], "labels": []}
+    addon.ui.EX4D_PT_main.draw(type("P", (), {"layout": RecordingLayout(record)})(), bpy.context)
+    buttons = {getattr(props, "action", idname): [text, depress] for idname, text, depress, props in record["operators"]
+               if idname == "ex4d.viewport"}
+    return {"buttons": buttons, "coverage_line": [t for t in record["labels"] if "visible" in t],
+            "summary": addon.coverage.summary(scene.ex4d.scene_collection)}
+
+
 def check_reload_keeps_skirt_hidden():
     path = os.path.join(WORKDIR, "viewport.blend")
     bpy.ops.wm.save_as_mainfile(filepath=path)
@@ -245,5 +283,6 @@ h.emit(h.run_checks({
     "framing": check_framing,
     "shot_view": check_shot_view,
     "coverage": check_coverage,
+    "panel": check_panel,
     "reload": check_reload_keeps_skirt_hidden,
 }))
