@@ -14,7 +14,8 @@ What it builds:
   split off the DW-mesh into the child collection ``EX4D Skirt <name>`` with their own small point
   cache. The engine keeps them (they occlude), so renders keep them too (WYSIWYG); in the 3D view
   they would hide the scene inside a giant textured pyramid, so the collection is hidden in the
-  viewport by default (``viewport.set_skirt_visible``) and always shown in the shot-camera view.
+  viewport by default (``viewport.setup_after_import``, which the import's callers run) and always
+  shown in the shot-camera view.
 * ``EX4D Source Camera``: the source intrinsics exactly (sensor fit HORIZONTAL, lens, shift,
   pixel aspect), child of the root.
 * ``EX4D Shot``: a free camera at the source pose, ready to keyframe; it becomes the scene camera.
@@ -238,7 +239,10 @@ def read_pc2_header(path: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------- building
 def import_package(scene, package_path: str, data_dir: str, scene_id: str = "", engine_url: str = ""):
-    """Build the EX-4D collection from ``package_path``; returns the collection."""
+    """Build the EX-4D collection from ``package_path``; returns the collection.
+
+    Callers then hand it to ``viewport.setup_after_import`` (skirt hidden, views framed).
+    """
     info = read_scene_json(package_path)
     folder = extract_package(package_path, info, data_dir)
     try:
@@ -334,9 +338,7 @@ def _build(scene, folder: str, info: dict, package_path: str, scene_id: str, eng
     bounds = content_bounds(arrays["vertices"], width, height, info.get("border_depth"))
     collection["ex4d_content_bounds"] = bounds["box"]
     collection["ex4d_depth_range"] = bounds["depth"]
-    from . import viewport  # after the collection is complete: hide the skirt, frame the views
-
-    viewport.setup_after_import(scene, collection)
+    collection["ex4d_content_samples"] = bounds["samples"]
     return collection
 
 
@@ -413,10 +415,11 @@ def write_pc2_subset(source_path: str, dest_path: str, indices: np.ndarray) -> N
 
 
 def content_bounds(vertices: np.ndarray, width: int, height: int, border_depth) -> dict:
-    """Engine-space box and depth range of the scene's real surfaces (frame 0), not the skirt.
+    """Engine-space box, depth range and sample points of the scene's real surfaces (frame 0), not the skirt.
 
     The border ring is left out when it is the skirt, and so are far outliers (sky, stray depth):
-    the box spans the 1st..99th percentile on each axis, which is what framing a view needs.
+    the box spans the 1st..99th percentile on each axis; the samples (flat x, y, z list) are clipped
+    to it. That is what framing a view needs.
     """
     points = np.asarray(vertices, dtype=np.float64)
     ring = border_ring(width, height)
@@ -427,7 +430,11 @@ def content_bounds(vertices: np.ndarray, width: int, height: int, border_depth) 
         raise PackageError("mesh.npz has no finite vertex inside the border")
     low, high = np.percentile(points, 1.0, axis=0), np.percentile(points, 99.0, axis=0)
     depth = points[:, 2]
-    return {"box": [float(x) for x in (*low, *high)], "depth": [float(depth.min()), float(depth.max())]}
+    # ~1000 surface points spread over the grid, pulled into the box: what a view must hold.
+    step = max(1, int(np.sqrt(len(points) / 1000)))
+    samples = np.clip(points[::step], low, high)
+    return {"box": [float(x) for x in (*low, *high)], "depth": [float(depth.min()), float(depth.max())],
+            "samples": [float(x) for x in samples.ravel()]}
 
 
 def _build_mesh(collection, object_name: str, mesh_name: str, vertices: np.ndarray, faces: np.ndarray,

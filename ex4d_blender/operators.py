@@ -135,6 +135,7 @@ class EX4D_OT_import_scene(bpy.types.Operator, ImportHelper):
             collection = mesh_import.import_package(context.scene, self.filepath, prefs.data_dir(context),
                                                     scene_id=self.scene_id,
                                                     engine_url=prefs.get_prefs(context).engine_url)
+            viewport.setup_after_import(context.scene, collection)
         except USER_ERRORS as exc:
             self.report({"ERROR"}, f"Import failed: {_error_text(exc)}")
             return {"CANCELLED"}

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import math
-
 import bpy
 from mathutils import Matrix, Vector
 
@@ -23,7 +21,7 @@ from .mesh_import import PackageError, import_matrix
 #: View direction of the framed view, in the source camera's axes (right, up, forward): from behind,
 #: to the right and above, so that depth reads (a view along the camera axis flattens the scene).
 FRAMING_DIRECTION = (-0.55, -0.45, 1.0)
-FRAMING_MARGIN = 1.1
+FRAMING_MARGIN = 1.08
 
 
 # ---------------------------------------------------------------------- skirt visibility
@@ -76,6 +74,18 @@ def content_box_world(collection) -> tuple[Vector, Vector]:
             Vector([max(c[i] for c in corners) for i in range(3)]))
 
 
+def content_points_world(collection) -> list:
+    """World positions of the content's sample points (older imports: the content box's corners)."""
+    flat = list(collection.get("ex4d_content_samples", []))
+    if flat:
+        local = [Vector(flat[i:i + 3]) for i in range(0, len(flat) - 2, 3)]
+    else:
+        low, high = collection["ex4d_content_bounds"][:3], collection["ex4d_content_bounds"][3:]
+        local = [Vector((x, y, z)) for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])]
+    matrix = Matrix([list(row) for row in import_matrix(collection)])
+    return [matrix @ p for p in local]
+
+
 def _root_scale(collection) -> float:
     matrix = import_matrix(collection)
     return float(Vector([matrix[i][0] for i in range(3)]).length)
@@ -88,19 +98,22 @@ def depth_range_world(collection) -> tuple[float, float]:
     return near * scale, far * scale
 
 
-def view_half_tangent(lens_mm: float, aspect: float) -> float:
-    """tan(half field of view) of a perspective 3D view across its narrower side.
+def view_half_tangents(lens_mm: float, aspect: float) -> tuple[float, float]:
+    """tan(half field of view) of a perspective 3D view, (across its width, across its height).
 
-    A 3D view draws like a 36 mm sensor (fit to the wider side) at *half* its lens (Blender's
+    A 3D view draws like a 36 mm sensor fitted to its wider side at *half* its lens (Blender's
     CAMERA_PARAM_ZOOM_INIT_PERSP = 2): 50 mm in the view is 25 mm on a camera.
     """
-    return 36.0 / lens_mm * min(aspect, 1.0 / aspect) if aspect > 0 else 36.0 / lens_mm
+    wide = 36.0 / lens_mm
+    aspect = max(aspect, 1e-6)
+    return (wide, wide / aspect) if aspect >= 1.0 else (wide * aspect, wide)
 
 
 def framing(collection, lens_mm: float = 50.0, aspect: float = 16 / 9) -> dict:
     """Where a 3D view should stand to see the content: centre, rotation, distance and clip range.
 
-    ``aspect`` = view width / height; the sphere around the content box fits the narrower side.
+    ``aspect`` = view width / height. The distance is the smallest at which every content sample
+    point is inside the view, times ``FRAMING_MARGIN``.
     """
     low, high = content_box_world(collection)
     centre = (low + high) / 2
@@ -110,13 +123,19 @@ def framing(collection, lens_mm: float = 50.0, aspect: float = 16 / 9) -> dict:
     right, up, forward = axes.col[0], axes.col[1], -axes.col[2]
     a, b, c = FRAMING_DIRECTION
     direction = (right * a + up * b + forward * c).normalized()
-    half_angle = math.atan(view_half_tangent(lens_mm, aspect))
-    distance = FRAMING_MARGIN * radius / math.sin(half_angle)
+    rotation = direction.to_track_quat("-Z", "Y")
+    view_axes = rotation.to_matrix()
+    tan_x, tan_y = view_half_tangents(lens_mm, aspect)
+    points = [p - centre for p in content_points_world(collection)]
+    # A point at (x, y) across the view and z along it is inside at distance D when |x| <= tan_x (D + z).
+    distance = max(max(abs(p.dot(view_axes.col[0])) / tan_x, abs(p.dot(view_axes.col[1])) / tan_y)
+                   - p.dot(direction) for p in points)
+    distance = FRAMING_MARGIN * max(distance, max(-p.dot(direction) for p in points) + 1e-3 * radius)
     near, _far = depth_range_world(collection)
     clip_start = max(min(0.01 * near, 0.01 * radius), 1e-6)
     clip_end = 4.0 * (distance + radius)
-    return {"centre": centre, "rotation": direction.to_track_quat("-Z", "Y"), "distance": distance,
-            "radius": radius, "clip_start": clip_start, "clip_end": clip_end, "direction": direction}
+    return {"centre": centre, "rotation": rotation, "distance": distance, "radius": radius,
+            "clip_start": clip_start, "clip_end": clip_end, "direction": direction}
 
 
 def _main_region(area):

@@ -52,7 +52,8 @@ def test_views_frame_the_content_not_the_skirt(viewport_checks, blender_version)
     assert value["skirt_inside_box"] == 0
     assert (high - low).max() < value["border_depth"] / 10  # nothing like the depth-100 pyramid
     assert value["perspective"] == "PERSP"
-    assert value["max_angle_deg"] <= value["half_fov_deg"]  # every content point in the view cone
+    assert value["content_in_view"] >= 0.98 and value["clipped_in_view"] >= 0.99  # the content is in view
+    assert 0.8 < value["fill"] <= 1.05  # and fills it (on its tighter side; ~1000 samples framed, +8 %)
     assert value["view_distance"] < value["border_depth"] / 4
     assert value["other_views_framed"] and value["color_type"] == "TEXTURE"
     # Clip range brackets the content as seen from the view, and the scene's depth range.
@@ -110,3 +111,10 @@ def test_coverage_matches_the_engine_mask(viewport_checks, engine_scene, blender
     second_below = [f for f in value["second_frames"] if 100 * default[f - 1] < 60.0]
     assert [frame for frame, _ in value["markers_after"]] == second_below
     assert value["summary"].startswith(f"{len(second_below)}/4 frames")
+
+
+def test_panel_offers_the_view_tools(viewport_checks, blender_version):
+    value = check_value(viewport_checks(blender_version), "panel")
+    assert value["buttons"] == {"TOGGLE_SKIRT": ["Skirt", False], "FRAME": ["Frame scene", None],
+                                "SHOT_VIEW": ["Open shot view", None], "COVERAGE": ["Check shot coverage", None]}
+    assert value["coverage_line"] == [value["summary"]] and value["summary"]

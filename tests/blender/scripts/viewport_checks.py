@@ -7,7 +7,6 @@ DIR/coverage_trajectory.json (the shot as the add-on sends it) for the engine si
 
 import io
 import json
-import math
 import os
 import sys
 import zipfile
@@ -17,7 +16,6 @@ import bpy_harness as h  # noqa: E402
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
-from mathutils import Vector  # noqa: E402
 
 ZIP, PACKAGE, WORKDIR = h.arg("zip"), h.arg("package"), h.arg("workdir")
 addon = h.install_addon(ZIP)
@@ -112,17 +110,25 @@ def check_framing():
     low, high = np.array(low), np.array(high)
     inside = ((content >= low - 1e-6) & (content <= high + 1e-6)).all(axis=1)
     skirt_inside = ((skirt_points >= low - 1e-6) & (skirt_points <= high + 1e-6)).all(axis=1)
-    # Where the view stands: every content point inside its view cone.
+    # Where the view stands: content points inside its field of view (a 3D view draws as a 36 mm
+    # sensor fitted to its wider side at half its lens: Blender's CAMERA_PARAM_ZOOM_INIT_PERSP = 2).
     rotation = np.array(view.view_rotation.to_matrix())
     forward = -rotation[:, 2]
     eye = np.array(view.view_location) - forward * view.view_distance
-    rays = content - eye
-    distances = np.linalg.norm(rays, axis=1)
-    angles = np.degrees(np.arccos(np.clip(rays @ forward / distances, -1, 1)))
     region = next(r for r in area.regions if r.type == "WINDOW")
-    # A 3D view draws as a 36 mm sensor at half its lens (Blender's CAMERA_PARAM_ZOOM_INIT_PERSP = 2).
-    half_fov = math.degrees(math.atan(36.0 / (space.lens / 2) / 2 * min(region.width, region.height)
-                                      / max(region.width, region.height)))
+    wide = 36.0 / space.lens
+    tan_x, tan_y = (wide, wide * region.height / region.width) if region.width >= region.height else \
+        (wide * region.width / region.height, wide)
+
+    def in_view(points):
+        rays = points - eye
+        depth = rays @ forward
+        return (depth > 0) & (np.abs(rays @ rotation[:, 0]) <= tan_x * depth + 1e-6) \
+            & (np.abs(rays @ rotation[:, 1]) <= tan_y * depth + 1e-6)
+
+    clipped = np.clip(content, low, high)  # the content with its outliers pulled into the box
+    distances = np.linalg.norm(content - eye, axis=1)
+    extent = np.abs((clipped - eye) @ rotation[:, :2]) / ((clipped - eye) @ forward)[:, None]
     near, far = addon.viewport.depth_range_world(collection)
     cameras = {}
     for name, camera in (("source", collection["ex4d_source_camera"]), ("shot", scene.camera)):
@@ -133,7 +139,9 @@ def check_framing():
     return {
         "content_inside_box": float(inside.mean()), "skirt_inside_box": int(skirt_inside.sum()),
         "box": [low.tolist(), high.tolist()], "border_depth": INFO["border_depth"],
-        "perspective": view.view_perspective, "max_angle_deg": float(angles.max()), "half_fov_deg": half_fov,
+        "perspective": view.view_perspective, "content_in_view": float(in_view(content).mean()),
+        "clipped_in_view": float(in_view(clipped).mean()),
+        "fill": float(max(extent[:, 0].max() / tan_x, extent[:, 1].max() / tan_y)),
         "view_distance": view.view_distance, "nearest": float(distances.min()), "farthest": float(distances.max()),
         "clip": [space.clip_start, space.clip_end], "depth_range": [near, far],
         "content_depth": [float(MESH["vertices"][~ring][:, 2].min()), float(MESH["vertices"][~ring][:, 2].max())],
@@ -223,6 +231,44 @@ def check_coverage():
             "samples": addon.coverage.DEFAULT_SAMPLES}
 
 
+class RecordingLayout:
+    """Stands in for a panel layout: records operators (with the properties set on them) and labels."""
+
+    def __init__(self, record):
+        self.record = record
+
+    def __getattr__(self, name):
+        if name in ("row", "column", "box", "split"):
+            return lambda *a, **k: RecordingLayout(self.record)
+        if name == "operator":
+            return self._operator
+        if name == "label":
+            return lambda text="", **k: self.record["labels"].append(text)
+        return lambda *a, **k: None
+
+    def __setattr__(self, name, value):
+        if name == "record":
+            object.__setattr__(self, name, value)
+
+    def _operator(self, idname, text="", **kwargs):
+        module, op = idname.split(".")
+        assert hasattr(getattr(bpy.ops, module), op), idname
+        props = type("Props", (), {})()
+        self.record["operators"].append((idname, text, kwargs.get("depress"), props))
+        return props
+
+
+def check_panel():
+    """The panel offers the skirt toggle (pressed when shown), framing, the shot view and coverage."""
+    scene = bpy.context.scene
+    record = {"operators": [], "labels": []}
+    addon.ui.EX4D_PT_main.draw(type("P", (), {"layout": RecordingLayout(record)})(), bpy.context)
+    buttons = {getattr(props, "action", idname): [text, depress] for idname, text, depress, props in record["operators"]
+               if idname == "ex4d.viewport"}
+    return {"buttons": buttons, "coverage_line": [t for t in record["labels"] if "visible" in t],
+            "summary": addon.coverage.summary(scene.ex4d.scene_collection)}
+
+
 def check_reload_keeps_skirt_hidden():
     path = os.path.join(WORKDIR, "viewport.blend")
     bpy.ops.wm.save_as_mainfile(filepath=path)
@@ -237,5 +283,6 @@ h.emit(h.run_checks({
     "framing": check_framing,
     "shot_view": check_shot_view,
     "coverage": check_coverage,
+    "panel": check_panel,
     "reload": check_reload_keeps_skirt_hidden,
 }))

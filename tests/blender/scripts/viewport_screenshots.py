@@ -5,7 +5,8 @@ Two ways to run it:
 * ``--mode gui`` in a real Blender window (e.g. Xvfb): ``blender --factory-startup --python
   viewport_screenshots.py -- --zip EXT.zip --package P.ex4dscene.zip --out DIR --mode gui``. Each
   picture is a screenshot of the whole X screen (ImageMagick ``import -window root``; Blender's own
-  screenshot operator is black on Xvfb), taken from a timer once the window has drawn.
+  screenshot operator is black on Xvfb), taken from a timer once the window has drawn. numpy is
+  taken from ``--numpy-path`` (default /opt/ex4d-numpy) when Blender has none.
 * ``--mode render`` with the ``bpy`` wheel (no window): the 3D view's viewpoint is rendered with
   Workbench (solid shading, texture colour, studio light: what the solid 3D view draws) and the shot
   view with Cycles.
@@ -27,8 +28,11 @@ import bpy  # noqa: E402
 from mathutils import Matrix, Vector  # noqa: E402
 
 ZIP, PACKAGE, OUT, MODE = h.arg("zip"), h.arg("package"), h.arg("out"), h.arg("mode", "render")
+NUMPY_PATH = h.arg("numpy-path", "/opt/ex4d-numpy")  # a distribution's Blender may lack numpy
 SHOT_FRAME = 30
 os.makedirs(OUT, exist_ok=True)
+if os.path.isdir(NUMPY_PATH) and NUMPY_PATH not in sys.path:
+    sys.path.append(NUMPY_PATH)
 
 
 def main_area():
@@ -169,24 +173,30 @@ def run_gui_mode():
     scene = bpy.context.scene
     collection = scene.ex4d.scene_collection
     window, area = main_area()
-    steps = []
+    steps = []  # (seconds to wait after the step, step)
+
+    def override(target):
+        region = next(r for r in target.regions if r.type == "WINDOW")
+        return bpy.context.temp_override(window=window, area=target, region=region)
 
     def before():
         state_before(scene, collection, area, startup_view)
-        area.spaces.active.shading.type = "MATERIAL"  # the textured pyramid of the issue
+        area.spaces.active.shading.type = "MATERIAL"  # the textured pyramid the issue describes
 
     def after():
         screenshot("before.png")
         state_after(scene, collection, area)
-        area.spaces.active.shading.type = "SOLID"
+        area.spaces.active.shading.type = "SOLID"  # as the import leaves it (colour: Texture)
 
     def shot_view():
         screenshot("after.png")
         orbit_shot(scene, collection)
-        region = next(r for r in area.regions if r.type == "WINDOW")
-        with bpy.context.temp_override(window=window, area=area, region=region):
+        with override(area):
             assert bpy.ops.ex4d.viewport(action="SHOT_VIEW") == {"FINISHED"}
             assert bpy.ops.ex4d.viewport(action="COVERAGE") == {"FINISHED"}
+        for timeline in [a for a in window.screen.areas if a.type == "DOPESHEET_EDITOR"]:
+            with override(timeline):
+                bpy.ops.action.view_all()
         scene.frame_set(SHOT_FRAME)
 
     def finish():
@@ -195,19 +205,21 @@ def run_gui_mode():
                 "markers": sorted((m.frame, m.name) for m in scene.timeline_markers)})
         bpy.ops.wm.quit_blender()
 
-    steps.extend([before, after, shot_view, finish])
+    steps.extend([(20.0, before), (8.0, after), (30.0, shot_view), (0.0, finish)])
 
     def tick():
         try:
-            steps.pop(0)()
+            wait, step = steps.pop(0)
+            step()
         except Exception:
             import traceback
 
             traceback.print_exc()
+            sys.stdout.flush()
             os._exit(1)
-        return 4.0 if steps else None
+        return wait if steps else None
 
-    bpy.app.timers.register(tick, first_interval=4.0)
+    bpy.app.timers.register(tick, first_interval=5.0)
 
 
 addon = None
