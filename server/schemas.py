@@ -114,6 +114,21 @@ class SceneList(BaseModel):
 
 
 # ---------------------------------------------------------------------- jobs
+class StereoOptions(BaseModel):
+    """Blender's stereo camera settings in engine depth units; the job's trajectory is the rig camera."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interocular: float = Field(gt=0, le=1e6, description="distance between the eyes, depth units")
+    convergence: float = Field(gt=0, le=1e9, description="zero-parallax distance, depth units")
+    mode: Literal["OFFAXIS", "PARALLEL", "TOE"] = "OFFAXIS"
+    pivot: Literal["LEFT", "CENTER", "RIGHT"] = "LEFT"
+    sensor_ratio: float = Field(1.0, gt=0, le=100, description="sensor_height / sensor_width for sensor fit "
+                                                               "VERTICAL, else 1 (Blender's off-axis shift rule)")
+    layout: Literal["sbs", "sbs_half", "tb"] = Field("sbs", description="packing of result.mp4 (st3d box)")
+    generation: Literal["joint", "independent"] = "joint"
+
+
 class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -125,6 +140,8 @@ class JobOptions(BaseModel):
                                    description="memory/speed profile of the generator")
     prompt: Optional[str] = Field(None, max_length=4000)
     negative_prompt: Optional[str] = Field(None, max_length=4000)
+    stereo: Optional[StereoOptions] = Field(None, description="a stereo take: both eyes of the trajectory's camera "
+                                                               "(docs/stereo.md); null = mono")
 
 
 class JobCreate(BaseModel):

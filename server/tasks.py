@@ -68,6 +68,10 @@ def run_generate(ctx: JobContext) -> None:
 
     conditioning = render_conditioning(scene, trajectory, progress=ctx.sub("render", 0.02, 0.3),
                                        should_cancel=ctx.should_cancel)
+    if options.get("stereo"):  # both eyes; the mono conditioning above stays the rig camera's preview
+        from .stereo_task import run_generate_stereo
+
+        return run_generate_stereo(ctx, scene, trajectory, conditioning)
     job_dir = ctx.artefacts.job_dir(job.id, create=True)
     ctx.progress(0.3, "write conditioning")
     with atomic_path(job_dir / CONDITIONING_VIDEOS["colour"]) as colour_tmp, \
