@@ -86,10 +86,46 @@ def stereo_trajectories_from_camera(scene, camera_object, frame_start: int, fram
     return eyes
 
 
-def take_stereo_metadata(rig: StereoRig, layout: str) -> dict:
-    """What the take list records for a stereo take (IPD and convergence in Blender units)."""
-    return {"stereo": True, "stereo_layout": layout, "stereo_mode": rig.mode, "stereo_pivot": rig.pivot,
-            "stereo_interocular": float(rig.interocular), "stereo_convergence": float(rig.convergence)}
+def stereo_job_options(scene, camera_object, frame_start: int, frame_end: int,
+                       import_matrix: np.ndarray = OPENCV_TO_BLENDER, layout: str = "sbs",
+                       generation: str = "joint") -> dict:
+    """``options.stereo`` of an engine job (server/schemas.py StereoOptions), engine depth units.
+
+    The job carries one rig for the shot: animated stereo settings are refused with a clear message
+    (the eyes of such a shot are still exact through :func:`stereo_trajectories_from_camera`).
+    """
+    if layout not in STRIP_LAYOUTS:
+        raise CameraSettingsError(f"unknown stereo layout {layout!r}; one of {', '.join(STRIP_LAYOUTS)}")
+    eyes = stereo_trajectories_from_camera(scene, camera_object, frame_start, frame_end, import_matrix)
+    first = eyes.rigs[0]
+    if any(rig != first for rig in eyes.rigs[1:]):
+        raise CameraSettingsError(f"Camera '{camera_object.name}' animates its stereo settings; an engine stereo take "
+                                  "needs one interocular and convergence distance for the whole shot")
+    return {**first.to_dict(), "layout": layout, "generation": generation}
+
+
+def record_take_stereo(take, camera_object, layout: str) -> dict:
+    """Record on a take what the take list shows for a stereo take: IPD, convergence (Blender units), mode."""
+    rig = rig_of(camera_object)
+    record = {"interocular": float(rig.interocular), "convergence": float(rig.convergence), "mode": rig.mode,
+              "pivot": rig.pivot, "layout": layout}
+    take["stereo"] = record  # an ID property: saved in the .blend with the take
+    return record
+
+
+def take_stereo(take) -> dict | None:
+    """The stereo record of a take, or None for a mono take."""
+    record = take.get("stereo")
+    return None if record is None else {key: record[key] for key in record.keys()}
+
+
+def describe_take_stereo(take) -> str:
+    """One line for the take list, e.g. 'Stereo OFFAXIS, IPD 0.065, convergence 1.95 (sbs)'."""
+    record = take_stereo(take)
+    if record is None:
+        return ""
+    return (f"Stereo {record['mode']}, IPD {record['interocular']:.4g}, convergence {record['convergence']:.4g} "
+            f"({record['layout']})")
 
 
 def make_stereo_strip(strip, layout: str) -> None:

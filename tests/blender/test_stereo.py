@@ -51,6 +51,19 @@ def test_stereo_strip_is_multiview(stereo_checks, blender_version):
                      "squeezed": True}
 
 
+def test_take_records_ipd_convergence_mode_and_job_options_are_in_depth_units(stereo_checks, blender_version):
+    value = check_value(stereo_checks(blender_version), "take")
+    options = value["options"]
+    assert options["interocular"] == pytest.approx(0.035) and options["convergence"] == pytest.approx(1.25)
+    assert (options["mode"], options["pivot"], options["layout"], options["generation"]) == ("TOE", "CENTER", "tb",
+                                                                                              "joint")
+    record = value["record"]  # read back after save + reload of the .blend
+    assert record["interocular"] == pytest.approx(0.07) and record["convergence"] == pytest.approx(2.5)
+    assert (record["mode"], record["pivot"], record["layout"]) == ("TOE", "CENTER", "tb")
+    assert value["line"] == "Stereo TOE, IPD 0.07, convergence 2.5 (tb)"
+    assert "animates its stereo settings" in value["animated"]
+
+
 def test_addon_stereo_rig_is_the_engines():
     """Until the add-on vendors engine modules at build time, its copy must be byte-identical."""
     with open(os.path.join(REPO, "ex4d_engine", "stereo_rig.py"), "rb") as a, \

@@ -200,4 +200,38 @@ def check_strip():
             "squeezed": strip.stereo_3d_format.use_squeezed_frame}
 
 
-h.emit(h.run_checks({"stereo_render": check_stereo_render, "errors": check_errors, "strip": check_strip}))
+def check_take_and_job_options():
+    """The take list records IPD, convergence and mode (and they survive a save/reload); job options in depth units."""
+    scene = h.reset_scene()
+    scene.render.use_multiview = True
+    scene.render.views_format = "STEREO_3D"
+    cam_data = bpy.data.cameras.new("cam")
+    camera = bpy.data.objects.new("cam", cam_data)
+    scene.collection.objects.link(camera)
+    cam_data.stereo.interocular_distance, cam_data.stereo.convergence_distance = 0.07, 2.5
+    cam_data.stereo.convergence_mode, cam_data.stereo.pivot = "TOE", "CENTER"
+    root_scale = 2.0  # 2 Blender units per depth unit
+    import_matrix = np.array(Matrix.Scale(root_scale, 4)) @ addon.mesh_import.AXIS_MATRIX
+    options = stereo.stereo_job_options(scene, camera, 1, 3, import_matrix, layout="tb")
+    take = addon.takes.new_take(scene, "stereo0001")
+    stereo.record_take_stereo(take, camera, "tb")
+    path = os.path.join(WORKDIR, "takes.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    take = addon.takes.find_take(bpy.context.scene, "stereo0001")
+    cam_data = bpy.data.cameras["cam"]
+    cam_data.stereo.interocular_distance = 0.09
+    cam_data.keyframe_insert("stereo.interocular_distance", frame=1)
+    cam_data.stereo.interocular_distance = 0.12
+    cam_data.keyframe_insert("stereo.interocular_distance", frame=3)
+    try:
+        stereo.stereo_job_options(bpy.context.scene, bpy.data.objects["cam"], 1, 3, import_matrix)
+        animated = None
+    except addon.camera_math.CameraSettingsError as exc:
+        animated = str(exc)
+    return {"options": options, "record": stereo.take_stereo(take), "line": stereo.describe_take_stereo(take),
+            "animated": animated}
+
+
+h.emit(h.run_checks({"stereo_render": check_stereo_render, "errors": check_errors, "strip": check_strip,
+                       "take": check_take_and_job_options}))
