@@ -227,14 +227,14 @@ def run_cli(*args, cwd):
 def test_cli_run_stereo_writes_every_layout(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("--input_video", os.path.join(REPO, "examples/garden/input.mp4"), "--depth_file",
-                   os.path.join(REPO, "examples/garden/depth"), "--focal", "500", "--cam", "source", "--frames", "3",
+                   os.path.join(REPO, "examples/garden/depth"), "--focal", "500", "--cam", "0", "--frames", "3",
                    "--generator", "draft", "--renderer", "opengl", "--stereo", "--ipd", "0.08", "--convergence", "9",
                    "--output_dir", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     names = sorted(os.listdir(out))
-    assert names == sorted([f"output_source_{n}.mp4" for n in ("left", "right", "sbs", "sbs_half", "tb")]
-                           + ["trajectory_source_left.json", "trajectory_source_right.json"])
-    left = json.loads((out / "trajectory_source_left.json").read_text())
+    assert names == sorted([f"output_0_{n}.mp4" for n in ("left", "right", "sbs", "sbs_half", "tb")]
+                           + ["trajectory_0_left.json", "trajectory_0_right.json"])
+    left = json.loads((out / "trajectory_0_left.json").read_text())
     assert left["meta"]["stereo_rig"]["interocular"] == 0.08 and left["meta"]["stereo_eye"] == "left"
 
 
