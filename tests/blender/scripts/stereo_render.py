@@ -70,12 +70,19 @@ def setup_render(scene):
     scene.render.image_settings.color_mode = "RGB"
     scene.render.use_multiview = True
     scene.render.views_format = "STEREO_3D"
-    scene.render.image_settings.views_format = "INDIVIDUAL"
+    # Both views in one top-bottom EXR (left on top), full size each: bpy 4.2 and 4.5 write per-view
+    # ("individual") multi-view EXRs that no Blender reads back.
+    scene.render.image_settings.views_format = "STEREO_3D"
+    scene.render.image_settings.stereo_3d_format.display_mode = "TOPBOTTOM"
+    scene.render.image_settings.stereo_3d_format.use_squeezed_frame = False
 
 
 def read_exr(path):
     image = bpy.data.images.load(path)
+    image.reload()
+    count = len(image.pixels)  # bpy 4.x loads the buffer on first access; size is (0, 0) before
     w, h = image.size
+    assert count == w * h * 4 and count > 0, (path, count, w, h)
     pixels = np.empty(w * h * 4, dtype=np.float32)
     image.pixels.foreach_get(pixels)
     bpy.data.images.remove(image)
@@ -149,9 +156,11 @@ def check_stereo_render():
         scene.render.filepath = os.path.join(WORKDIR, f"config{n:02d}.exr")
         bpy.ops.render.render(write_still=True)
         row = dict(config)
-        for eye, suffix in (("left", "_L"), ("right", "_R")):
-            [path] = glob.glob(os.path.join(WORKDIR, f"config{n:02d}{suffix}.exr"))
-            error, min_z, left_out = errors_px(read_exr(path), eyes.eye(eye), import_matrix)
+        [path] = glob.glob(os.path.join(WORKDIR, f"config{n:02d}*.exr"))
+        packed = read_exr(path)
+        half = packed.shape[0] // 2
+        for eye, points in (("left", packed[:half]), ("right", packed[half:])):
+            error, min_z, left_out = errors_px(points, eyes.eye(eye), import_matrix)
             row[f"{eye}_err_px"], row[f"{eye}_min_z"], row[f"{eye}_silhouette_share"] = error, min_z, left_out
             worst = max(worst, error)
         # The eyes really differ from each other and from the mono camera (the test would pass vacuously otherwise).
