@@ -112,9 +112,9 @@ def option(default: Any = None, *, doc: str, ge: Optional[float] = None, le: Opt
     return field(default=default, metadata={"doc": doc, **rules})
 
 
-def required(*, doc: str, pattern: Optional[str] = None):
+def required(*, doc: str, **rules: Any):
     """A field without default, with its rules (see :func:`option`)."""
-    return field(metadata={"doc": doc, **({"pattern": pattern} if pattern else {})})
+    return field(metadata={"doc": doc, **rules})
 
 
 #: Ids as the server makes them: ``s_`` scenes, ``j_`` jobs, then 16 hex digits.
@@ -201,6 +201,25 @@ class SceneOptions(_Record):
 
 
 @dataclass(frozen=True)
+class StereoOptions(_Record):
+    """Blender's stereo camera settings in engine depth units; the job's trajectory is the rig camera."""
+
+    interocular: float = required(doc="distance between the eyes, depth units", gt=0, le=1e6)
+    convergence: float = required(doc="zero-parallax distance, depth units", gt=0, le=1e9)
+    mode: str = option("OFFAXIS", doc="Blender's convergence mode", choices=("OFFAXIS", "PARALLEL", "TOE"))
+    pivot: str = option("LEFT", doc="which eye the rig camera is", choices=("LEFT", "CENTER", "RIGHT"))
+    sensor_ratio: float = option(1.0, doc="sensor_height / sensor_width for sensor fit VERTICAL, else 1 "
+                                          "(Blender's off-axis shift rule)", gt=0, le=100)
+    layout: str = option("sbs", doc="packing of result.mp4 (st3d box)", choices=("sbs", "sbs_half", "tb"))
+    generation: str = option("joint", doc="joint: the second eye re-uses the first; independent: for comparison",
+                             choices=("joint", "independent"))
+
+    def check(self, prefix: str = "options.stereo.") -> "StereoOptions":
+        check_fields(self, prefix)
+        return self
+
+
+@dataclass(frozen=True)
 class JobOptions(_Record):
     """How a shot is generated (``POST /v1/jobs`` ``options``; stored on the job, shown on the take)."""
 
@@ -212,9 +231,20 @@ class JobOptions(_Record):
                                     max_length=64, pattern=r"[A-Za-z0-9_.-]+")
     prompt: Optional[str] = option(doc="text prompt; None = the generator's default", max_length=4000)
     negative_prompt: Optional[str] = option(doc="negative prompt; None = the generator's default", max_length=4000)
+    stereo: Optional[StereoOptions] = option(doc="a stereo take: both eyes of the trajectory's camera "
+                                                 "(docs/stereo.md); None = mono")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: Optional[str] = "options") -> "JobOptions":
+        options = _from_dict(cls, data, where)
+        if isinstance(options.stereo, dict):
+            options = dataclasses.replace(options, stereo=StereoOptions.from_dict(options.stereo, f"{where}.stereo"))
+        return options
 
     def check(self) -> "JobOptions":
         check_fields(self, "options.")
+        if self.stereo is not None:
+            self.stereo.check()
         return self
 
 

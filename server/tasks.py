@@ -68,6 +68,10 @@ def run_generate(ctx: JobContext) -> None:
     is_draft = GENERATORS[options.generator].preview
     conditioning = render_conditioning(scene, trajectory, preview=is_draft, progress=ctx.sub("render", 0.02, 0.3),
                                        should_cancel=ctx.should_cancel)
+    if options.stereo is not None:  # both eyes; the mono conditioning above stays the rig camera's preview
+        from .stereo_task import run_generate_stereo
+
+        return run_generate_stereo(ctx, scene, trajectory, conditioning)
     job_dir = ctx.artefacts.job_dir(job.id, create=True)
     ctx.progress(0.3, "write conditioning")
     with atomic_path(job_dir / CONDITIONING_VIDEOS["colour"]) as colour_tmp, \
