@@ -24,7 +24,8 @@ def _zip(path, entries):
     return path
 
 
-@pytest.mark.parametrize("name", ["../x", "../../x", "a/../../x", "/etc/x", "C:/x", "a\\..\\x", "a//b", "./a", "a\x00b"])
+@pytest.mark.parametrize("name", ["../x", "../../x", "a/../../x", "/etc/x", "C:/x", "a\\..\\x", "a//b", "./a",
+                                  "a\x00b"])
 def test_bad_names_are_refused(name):
     with pytest.raises(safe_zip.UnsafeArchiveError):
         safe_zip.check_member_name(name)
