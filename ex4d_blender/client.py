@@ -1,40 +1,45 @@
-"""HTTP client for the EX-4D engine (``ex4d serve``), on the ``requests`` that Blender ships.
+"""HTTP client for the EX-4D engine (``ex4d serve``) on the standard library's ``urllib``.
 
-No bpy here: the client runs in worker threads. Every failure becomes :class:`ServerError`
-with a message written for the artist; the operators show it as is.
+No bpy and no third-party module here: the client runs in worker threads and on a Blender that
+ships neither ``requests`` nor ``numpy``. Every failure becomes :class:`ServerError` with a message
+written for the artist.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
+import json
 import os
+import socket
 import time
-from typing import Any, Callable
+import uuid
+from typing import Any, Callable, Iterator
+from urllib import error as urlerror, request as urlrequest
 from urllib.parse import urlparse
 
-from .contract import CONTRACT_VERSION
+from ._engine import CONTRACT_VERSION
+from .reporting import UserError
 
 DEFAULT_URL = "http://127.0.0.1:8420"
 #: Job states the engine reports (GET /v1/jobs/{id}).
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+CHUNK = 1 << 20
 
 
-class ServerError(Exception):
+class ServerError(UserError):
     """The engine could not be reached or refused a request.
 
     Attributes:
         message: written for the artist.
         status: HTTP status (0 when the engine was not reached).
         code: the engine's error code (``invalid_input``, ``not_found``, ...) or a client one
-            (``unreachable``, ``unauthorized``, ``version_mismatch``, ``cancelled``).
+            (``unreachable``, ``unauthorized``, ``version_mismatch``, ``cancelled``, ``timeout``,
+            ``bad_url``, ``bad_response``).
     """
 
     def __init__(self, message: str, status: int = 0, code: str = "engine_error"):
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, code, "INFO" if code == "cancelled" else "ERROR")
         self.status = status
-        self.code = code
 
 
 def is_loopback(url: str) -> bool:
@@ -46,6 +51,47 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _Response:
+    """What :meth:`EngineClient._request` returns: status, headers and the open body."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.status_code = raw.status
+
+    def read(self) -> bytes:
+        return self.raw.read()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _multipart(fields: dict[str, str], files: dict[str, str]) -> tuple[str, int, Iterator[bytes]]:
+    """(content type, length, body chunks) of a multipart/form-data body; files are streamed from disk."""
+    boundary = f"ex4d-{uuid.uuid4().hex}"
+    parts: list[bytes | str] = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, path in files.items():
+        filename = os.path.basename(path).replace('"', "_")
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                     "Content-Type: application/octet-stream\r\n\r\n".encode())
+        parts.append(path)  # a path: streamed
+        parts.append(b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    length = sum(os.path.getsize(p) if isinstance(p, str) else len(p) for p in parts)
+
+    def chunks() -> Iterator[bytes]:
+        for part in parts:
+            if isinstance(part, str):
+                with open(part, "rb") as handle:
+                    while block := handle.read(CHUNK):
+                        yield block
+            else:
+                yield part
+
+    return f"multipart/form-data; boundary={boundary}", length, chunks()
 
 
 class EngineClient:
@@ -60,34 +106,46 @@ class EngineClient:
         self.timeout_s = timeout_s
 
     # ------------------------------------------------------------------ plumbing
-    def _request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any):
-        import requests  # deferred: keeps add-on registration light
-
-        headers = kwargs.pop("headers", {})
+    def _request(self, method: str, path: str, *, json_body: Any = None, body: Any = None,
+                 headers: dict | None = None, timeout: float | None = None) -> _Response:
+        headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urlrequest.Request(self.url + path, data=body, headers=headers, method=method)
+        timeout = timeout or self.timeout_s
+        # A desktop's http_proxy must not swallow requests to an engine on this machine.
+        opener = urlrequest.build_opener(*([urlrequest.ProxyHandler({})] if is_loopback(self.url) else []))
         try:
-            response = requests.request(method, self.url + path, headers=headers, stream=stream,
-                                        timeout=kwargs.pop("timeout", self.timeout_s), **kwargs)
-        except requests.exceptions.Timeout:
-            raise ServerError(f"The EX-4D engine at {self.url} did not answer within {self.timeout_s:.0f} s "
+            return _Response(opener.open(req, timeout=timeout))
+        except urlerror.HTTPError as exc:
+            raise _error_from_response(exc.code, exc.read(), self.url) from None
+        except (socket.timeout, TimeoutError):
+            raise ServerError(f"The EX-4D engine at {self.url} did not answer within {timeout:.0f} s "
                               "(busy or stuck? raise the timeout in the add-on preferences)",
                               code="timeout") from None
-        except requests.exceptions.RequestException as exc:
-            raise ServerError(f"Cannot reach the EX-4D engine at {self.url} ({type(exc).__name__}). "
+        except (urlerror.URLError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise ServerError(f"The EX-4D engine at {self.url} did not answer within {timeout:.0f} s",
+                                  code="timeout") from None
+            raise ServerError(f"Cannot reach the EX-4D engine at {self.url} ({type(reason).__name__}). "
                               "Is `ex4d serve` running? Start it or use 'Start local engine' "
                               "in the add-on preferences.", code="unreachable") from None
-        if response.status_code >= 400:
-            raise _error_from_response(response, self.url)
-        return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict:
         response = self._request(method, path, **kwargs)
         try:
-            data = response.json()
+            text = response.read()
+        finally:
+            response.close()
+        try:
+            data = json.loads(text)
         except ValueError:
             raise ServerError(f"The engine answered {method} {path} with something that is not JSON "
-                              f"({response.text[:80]!r})", response.status_code, "bad_response") from None
+                              f"({text[:80]!r})", response.status_code, "bad_response") from None
         if not isinstance(data, dict):
             raise ServerError(f"The engine answered {method} {path} with {type(data).__name__}, expected an object",
                               response.status_code, "bad_response")
@@ -95,12 +153,12 @@ class EngineClient:
 
     def _download(self, path: str, dest: str, should_cancel: Callable[[], bool] | None = None) -> str:
         """Stream ``path`` to ``dest`` through a temporary name, renamed only when complete."""
-        response = self._request("GET", path, stream=True, timeout=max(self.timeout_s, 120.0))
+        response = self._request("GET", path, timeout=max(self.timeout_s, 120.0))
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
         tmp = f"{dest}.part-{os.getpid()}"
         try:
             with open(tmp, "wb") as handle:
-                for chunk in response.iter_content(chunk_size=1 << 20):
+                while chunk := response.raw.read(CHUNK):
                     if should_cancel and should_cancel():
                         raise ServerError("Download cancelled", code="cancelled")
                     handle.write(chunk)
@@ -115,8 +173,8 @@ class EngineClient:
     def health(self) -> dict:
         return self._json("GET", "/v1/health")
 
-    def check_compatible(self) -> str:
-        """Health + contract handshake: a one-line verdict, or :class:`ServerError` saying what is wrong."""
+    def check_compatible(self) -> tuple[str, str]:
+        """Health + contract handshake + token: (short verdict, full verdict), or :class:`ServerError`."""
         info = self.health()
         engine_contract = info.get("contract_version")
         if engine_contract != CONTRACT_VERSION:
@@ -133,8 +191,9 @@ class EngineClient:
                 names.append(f"{generator.get('name', '?')}{state}")
             else:
                 names.append(str(generator))
-        return (f"Connected: EX-4D engine {version}, contract v{engine_contract}, "
+        full = (f"Connected: EX-4D engine {version}, contract v{engine_contract}, "
                 f"generators: {', '.join(names) or 'none listed'}, queue: {info.get('queue_length', 0)}")
+        return f"Engine {version} ready", full
 
     def upload_video(self, video_path: str, options: dict | None = None, depth_path: str = "") -> str:
         """POST /v1/scenes with the video (and a depth file, if given; options become form fields).
@@ -146,13 +205,11 @@ class EngineClient:
                 raise ServerError(f"{what} file not found: {path}", code="not_found")
         fields = {k: str(v).lower() if isinstance(v, bool) else str(v)
                   for k, v in (options or {}).items() if v is not None}
-        with contextlib.ExitStack() as stack:
-            files = {"video": (os.path.basename(video_path), stack.enter_context(open(video_path, "rb")),
-                               "application/octet-stream")}
-            if depth_path:
-                files["depth"] = (os.path.basename(depth_path), stack.enter_context(open(depth_path, "rb")),
-                                  "application/octet-stream")
-            data = self._json("POST", "/v1/scenes", files=files, data=fields, timeout=max(self.timeout_s, 300.0))
+        files = {"video": video_path, **({"depth": depth_path} if depth_path else {})}
+        content_type, length, chunks = _multipart(fields, files)
+        data = self._json("POST", "/v1/scenes", body=chunks,
+                          headers={"Content-Type": content_type, "Content-Length": str(length)},
+                          timeout=max(self.timeout_s, 300.0))
         return _required(data, ("id", "scene_id"), "POST /v1/scenes")
 
     def scene(self, scene_id: str) -> dict:
@@ -188,7 +245,7 @@ class EngineClient:
     def submit_job(self, scene_id: str, trajectory: dict, options: dict) -> str:
         """POST /v1/jobs; returns the job id."""
         body = {"scene_id": scene_id, "trajectory": trajectory, "options": options}
-        return _required(self._json("POST", "/v1/jobs", json=body), ("job_id", "id"), "POST /v1/jobs")
+        return _required(self._json("POST", "/v1/jobs", json_body=body), ("job_id", "id"), "POST /v1/jobs")
 
     def job(self, job_id: str) -> dict:
         return self._json("GET", f"/v1/jobs/{job_id}")
@@ -218,10 +275,9 @@ def _job_message(info: dict, default: str) -> str:
     return str(info.get("message") or error or default)
 
 
-def _error_from_response(response, url: str) -> ServerError:
-    status = response.status_code
+def _error_from_response(status: int, raw: bytes, url: str) -> ServerError:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         body = {}
     if not isinstance(body, dict):
@@ -229,7 +285,7 @@ def _error_from_response(response, url: str) -> ServerError:
     code = str(body.get("error") or "engine_error")
     message = body.get("message") or body.get("detail")
     if not isinstance(message, str):
-        message = str(message) if message else response.text[:200]
+        message = str(message) if message else raw[:200].decode("utf-8", "replace")
     if status == 401 or status == 403:
         return ServerError(f"The engine at {url} rejected the token (HTTP {status}). Copy the token from the "
                            "engine's data directory (token file) into the add-on preferences.", status, "unauthorized")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .client import TERMINAL_STATES, EngineClient, ServerError
+from .reporting import describe
 
 POLL_INTERVAL_S = 0.5
 
@@ -127,12 +128,11 @@ class Reporter:
 def _run(work: Callable[[Reporter], None], reporter: Reporter) -> None:
     try:
         work(reporter)
-    except ServerError as exc:
-        kind = "cancelled" if exc.code == "cancelled" else "failed"
-        reporter.post(kind, message=exc.message, code=exc.code)
-    except Exception as exc:  # a bug: still say so in the UI, not only in the console
-        reporter.post("failed", message=f"Internal error in the EX-4D add-on: {type(exc).__name__}: {exc}",
-                      code="internal")
+    except Exception as exc:  # noqa: BLE001 - every failure reaches the UI (a bug with its traceback printed)
+        code = getattr(exc, "code", "")
+        _level, text, bug = describe(exc)
+        kind = "cancelled" if code == "cancelled" else "failed"
+        reporter.post(kind, message=text, code="internal" if bug else (code or "failed"))
 
 
 # ---------------------------------------------------------------------- work items
@@ -188,8 +188,9 @@ def _follow_job(client: EngineClient, job_id: str, reporter: Reporter, result_pa
 
 
 def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, options: dict, package_path: str,
-                      depth_path: str = ""):
-    """Upload a video, wait for the engine's reconstruction, download the scene package."""
+                      depth_path: str = "", name: str = "", attach_to: str = ""):
+    """Upload a video, wait for the engine's reconstruction, download the scene package (unless the
+    scene is only ``attach_to`` an existing collection). ``name``: the clip's name, for the collection."""
 
     def work(reporter: Reporter) -> None:
         client = EngineClient(url, token, timeout_s)
@@ -201,8 +202,12 @@ def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, o
             reporter.post("progress", state=str(info.get("state") or info.get("status") or ""),
                           stage=str(info.get("stage") or "reconstruct"), progress=float(info.get("progress") or 0.0))
 
-        client.wait_for_scene(scene_id, reporter.cancelled, on_progress)
-        client.download_package(scene_id, package_path, reporter.cancelled)
-        reporter.post("scene_ready", scene_id=scene_id, package_path=package_path, url=url)
+        info = client.wait_for_scene(scene_id, reporter.cancelled, on_progress)
+        if not attach_to:
+            client.download_package(scene_id, package_path, reporter.cancelled)
+        metadata = info.get("metadata") or {}
+        engine_scene = {k: metadata[k] for k in ("width", "height", "num_frames") if isinstance(metadata.get(k), int)}
+        reporter.post("scene_ready", scene_id=scene_id, package_path=package_path, url=url, name=name,
+                      attach_to=attach_to, engine_scene=engine_scene)
 
     return work

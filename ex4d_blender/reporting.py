@@ -1,0 +1,102 @@
+"""The one place that turns outcomes into reports for the artist (status bar + Info log).
+
+* :class:`UserError`: something the artist can fix; its message is shown as is.
+* Engine errors (the vendored ``_engine.errors`` tree and the contract's ``TrajectoryError``) are user
+  errors too.
+* Anything else is a bug in the add-on: the traceback goes to the console and the report says so,
+  instead of passing a ``RuntimeError``/``OSError`` off as the artist's mistake.
+
+Operators wrap ``execute`` with :func:`reported`; background work (``jobs``/``takes``) calls
+:func:`notify` on the main thread. No bpy at import: worker threads use :func:`describe`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+
+ADDON_PACKAGE = __package__
+LEVELS = ("INFO", "WARNING", "ERROR")
+
+
+class UserError(Exception):
+    """An error the artist can fix. ``code``: a short machine name; ``level``: how it is reported."""
+
+    def __init__(self, message: str, code: str = "invalid_input", level: str = "ERROR"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.level = level
+
+
+def _engine_error_classes() -> tuple[type, ...]:
+    """The vendored engine's user-error classes that are loaded (an unloaded class cannot have been raised)."""
+    found = []
+    for module_name, class_name in (("errors", "Ex4dError"), ("contract", "TrajectoryError")):
+        module = sys.modules.get(f"{ADDON_PACKAGE}._engine.{module_name}")
+        cls = getattr(module, class_name, None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    return (isinstance(exc, UserError) or getattr(exc, "user_error", False) is True
+            or isinstance(exc, _engine_error_classes()))
+
+
+def describe(exc: BaseException, what: str = "") -> tuple[str, str, bool]:
+    """(level, text, is_bug) for ``exc``; a bug's traceback is printed to the console here."""
+    prefix = f"{what}: " if what else ""
+    if is_user_error(exc):
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        level = getattr(exc, "level", "ERROR")
+        return (level if level in LEVELS else "ERROR"), prefix + text, False
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    return "ERROR", (f"{prefix}internal error in the EX-4D add-on ({type(exc).__name__}: {exc}). This is a bug, "
+                     "not something you did: the traceback is in the system console; please report it"), True
+
+
+def reported(what: str):
+    """Decorate ``Operator.execute``: the body raises on failure and returns a success message (or None).
+
+    A returned string is reported as INFO; a ``(level, text)`` pair with that level; errors as
+    :func:`describe` says. Returns ``{'FINISHED'}`` or ``{'CANCELLED'}``.
+    """
+
+    def wrap(execute):
+        @functools.wraps(execute)
+        def run(self, context):
+            try:
+                outcome = execute(self, context)
+            except Exception as exc:  # noqa: BLE001 - every failure must reach the artist
+                level, text, _bug = describe(exc, what)
+                self.report({level}, text)
+                return {"CANCELLED"}
+            if isinstance(outcome, tuple):
+                self.report({outcome[0]}, outcome[1])
+            elif outcome:
+                self.report({"INFO"}, outcome)
+            return {"FINISHED"}
+
+        return run
+
+    return wrap
+
+
+def notify(level: str, text: str) -> None:
+    """Main thread, outside an operator (timers): report through ``ex4d.show_message`` in a window's context,
+    so the text reaches the status bar and the Info log, not only the console."""
+    import bpy
+
+    windows = list(getattr(bpy.context.window_manager, "windows", None) or [])
+    try:
+        if windows:
+            window = windows[0]
+            with bpy.context.temp_override(window=window, screen=window.screen):
+                bpy.ops.ex4d.show_message(level=level, message=text)
+        else:  # background mode: the report is printed
+            bpy.ops.ex4d.show_message(level=level, message=text)
+    except (RuntimeError, AttributeError, TypeError):
+        print(f"EX-4D {level}: {text}")
