@@ -4,7 +4,9 @@
 # suite (python3.13 + the cp313-only bpy wheel) run in.
 #
 #   bash .ci/gui_chroot.sh ensure          # build it if missing or if the package list changed (cached)
-#   bash .ci/gui_chroot.sh run CMD...      # run CMD inside, with /proc /dev /sys bind-mounted (always unmounted)
+#   bash .ci/gui_chroot.sh run CMD...      # run CMD inside, with /proc /dev /sys bind-mounted (always unmounted);
+#                                          # EX4D_CHROOT_BINDS="/a:/b" also binds host folders at the same paths
+#   bash .ci/gui_chroot.sh bpy52           # + a python3.13 venv with bpy 5.2.3 at /opt/ex4d-py313 (cached)
 #   bash .ci/gui_chroot.sh path            # print the chroot's path
 #
 # Location: $EX4D_GUI_CHROOT or /var/cache/ex4d-gui-chroot. Needs root (debootstrap, chroot, mounts).
@@ -16,6 +18,11 @@ MIRROR="${EX4D_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # One list: changing it rebuilds the chroot (its hash is stored in $CHROOT/.ex4d-packages).
 PACKAGES="blender xvfb xauth libgl1-mesa-dri libegl-mesa0 libglx-mesa0 xdotool imagemagick python3.13 python3.13-venv"
 STAMP="trixie minbase | $PACKAGES"
+# Blender 5.1+ embeds Python 3.13 and bpy 5.2.3 on PyPI is cp313-only: downloaded here (pip download), installed
+# inside with --no-index into a venv of trixie's python3.13. numpy comes with it (the GUI Blender borrows it).
+BPY52_SPEC="bpy==5.2.3 pytest"
+WHEELS="${EX4D_WHEEL_CACHE:-/var/cache/ex4d-gui-wheels}"
+PY313_VENV=/opt/ex4d-py313
 
 log() { echo "gui_chroot: $*" >&2; }
 
@@ -66,6 +73,24 @@ build() {
   log "ready: $CHROOT ($(du -sh "$CHROOT" | cut -f1))"
 }
 
+ensure_bpy52() {
+  local stamp="$CHROOT$PY313_VENV/.ex4d-spec"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$BPY52_SPEC" ]; then log "cached: $PY313_VENV ($BPY52_SPEC)"; return; fi
+  local python="${PYTHON:-python3}"
+  mkdir -p "$WHEELS"
+  log "pip download $BPY52_SPEC (cp313) into $WHEELS"
+  "$python" -m pip download -q --disable-pip-version-check --python-version 3.13 --implementation cp \
+    --only-binary=:all: --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d "$WHEELS" $BPY52_SPEC
+  mkdir -p "$CHROOT/var/cache/ex4d-wheels"
+  cp -ln "$WHEELS"/*.whl "$CHROOT/var/cache/ex4d-wheels/" 2>/dev/null || cp -n "$WHEELS"/*.whl "$CHROOT/var/cache/ex4d-wheels/"
+  rm -rf "$CHROOT$PY313_VENV"
+  "$0" run /bin/sh -c "python3.13 -m venv $PY313_VENV && $PY313_VENV/bin/pip install -q --disable-pip-version-check \
+    --no-index --find-links /var/cache/ex4d-wheels $BPY52_SPEC"
+  echo "$BPY52_SPEC" >"$stamp"
+  log "ready: $PY313_VENV"
+}
+
 cmd="${1:-ensure}"
 shift || true
 case "$cmd" in
@@ -73,6 +98,9 @@ case "$cmd" in
     if is_ready; then log "cached: $CHROOT"; else build; fi ;;
   path)
     echo "$CHROOT" ;;
+  bpy52)
+    is_ready || build
+    ensure_bpy52 ;;
   run)
     is_ready || { log "not built: bash .ci/gui_chroot.sh ensure"; exit 2; }
     # A private mount namespace: concurrent runs never unmount each other's /proc, and the
@@ -81,6 +109,13 @@ case "$cmd" in
   _inner)
     trap unmount_all EXIT INT TERM
     bind_mounts "$CHROOT"
+    IFS=: read -r -a binds <<<"${EX4D_CHROOT_BINDS:-}"
+    for b in "${binds[@]}"; do
+      [ -n "$b" ] || continue
+      mkdir -p "$CHROOT$b"
+      mount --bind "$b" "$CHROOT$b"
+      mounted+=("$CHROOT$b")
+    done
     set +e
     chroot "$CHROOT" "$@"
     rc=$?

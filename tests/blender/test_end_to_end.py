@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bpy_testing import check_value
+import pytest
+
+from bpy_testing import CHROOT_PYTHONS, check_value
 
 
 def test_bad_token_is_reported(e2e_checks, blender_version):
@@ -100,6 +102,9 @@ def test_takes_are_written_next_to_the_blend(e2e_checks, blender_version):
 
 
 def test_start_local_engine_from_preferences(e2e_checks, blender_version):
+    if blender_version in CHROOT_PYTHONS:
+        pytest.skip("bpy 5.2 runs in the trixie chroot, where the engine's Python (the host venv) cannot run; "
+                    "'Start local engine' is the same subprocess code on every version (tested on 4.2/4.5/5.0)")
     value = check_value(e2e_checks(blender_version), "start_local_engine")
     assert value["started"] == ["FINISHED"]
     assert value["connection"] == ["FINISHED"], value  # token read from the engine's data dir
