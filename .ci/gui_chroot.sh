@@ -21,6 +21,8 @@ STAMP="trixie minbase | $PACKAGES"
 # Blender 5.1+ embeds Python 3.13 and bpy 5.2.3 on PyPI is cp313-only: downloaded here (pip download), installed
 # inside with --no-index into a venv of trixie's python3.13. numpy comes with it (the GUI Blender borrows it).
 BPY52_SPEC="bpy==5.2.3 pytest"
+STAMP52="$BPY52_SPEC + numpy target"
+NUMPY_TARGET=/opt/ex4d-numpy  # numpy alone, for the GUI Blender's "numpy installed" session
 WHEELS="${EX4D_WHEEL_CACHE:-/var/cache/ex4d-gui-wheels}"
 PY313_VENV=/opt/ex4d-py313
 
@@ -75,7 +77,7 @@ build() {
 
 ensure_bpy52() {
   local stamp="$CHROOT$PY313_VENV/.ex4d-spec"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$BPY52_SPEC" ]; then log "cached: $PY313_VENV ($BPY52_SPEC)"; return; fi
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$STAMP52" ]; then log "cached: $PY313_VENV ($BPY52_SPEC)"; return; fi
   local python="${PYTHON:-python3}"
   mkdir -p "$WHEELS"
   log "pip download $BPY52_SPEC (cp313) into $WHEELS"
@@ -86,8 +88,10 @@ ensure_bpy52() {
   cp -ln "$WHEELS"/*.whl "$CHROOT/var/cache/ex4d-wheels/" 2>/dev/null || cp -n "$WHEELS"/*.whl "$CHROOT/var/cache/ex4d-wheels/"
   rm -rf "$CHROOT$PY313_VENV"
   "$0" run /bin/sh -c "python3.13 -m venv $PY313_VENV && $PY313_VENV/bin/pip install -q --disable-pip-version-check \
-    --no-index --find-links /var/cache/ex4d-wheels $BPY52_SPEC"
-  echo "$BPY52_SPEC" >"$stamp"
+    --no-index --find-links /var/cache/ex4d-wheels $BPY52_SPEC && rm -rf $NUMPY_TARGET && \
+    $PY313_VENV/bin/pip install -q --disable-pip-version-check --no-index --find-links /var/cache/ex4d-wheels \
+    --target $NUMPY_TARGET numpy"
+  echo "$STAMP52" >"$stamp"
   log "ready: $PY313_VENV"
 }
 

@@ -75,6 +75,11 @@ def active_count() -> int:
     return sum(1 for task in _tasks.values() if task.thread.is_alive())
 
 
+def busy() -> bool:
+    """Work is running or its messages are not all applied yet."""
+    return active_count() > 0 or not _messages.empty()
+
+
 def scene_name_of(key: str) -> str | None:
     task = _tasks.get(key)
     return task.scene_name if task else None

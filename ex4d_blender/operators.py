@@ -16,6 +16,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import deps, jobs, prefs, sequencer, takes
 from .client import EngineClient, ServerError, is_loopback
+from . import reporting
 from .reporting import UserError, reported
 
 TRAJECTORY_FORMATS = [("ex4d", "EX-4D trajectory (.json)", "ex4d.trajectory v1: exact K and w2c per frame"),
@@ -74,19 +75,35 @@ def selected_take(context):
     return settings.takes[settings.active_take]
 
 
-class EX4D_OT_show_message(bpy.types.Operator):
-    """Show a message from background work in the status bar and the Info log"""
+class EX4D_OT_report_watch(bpy.types.Operator):
+    """Report what background work says in the status bar and the Info log, while it runs"""
 
-    bl_idname = "ex4d.show_message"
-    bl_label = "EX-4D Message"
+    bl_idname = "ex4d.report_watch"
+    bl_label = "EX-4D reports"
     bl_options = {"INTERNAL"}
 
-    level: bpy.props.EnumProperty(items=[(x, x, "") for x in ("INFO", "WARNING", "ERROR")], default="INFO")
-    message: bpy.props.StringProperty()
+    _timer = None
 
-    def execute(self, context):
-        self.report({self.level}, self.message)  # the messenger of reporting.notify
-        return {"FINISHED"}
+    def invoke(self, context, event):
+        self._timer = context.window_manager.event_timer_add(0.25, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        reporting.set_watching(True)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        for level, text in reporting.take_pending():
+            self.report({level}, text)  # a modal operator's reports reach the Info log and the status bar
+        if not jobs.busy() and not reporting.pending():
+            context.window_manager.event_timer_remove(self._timer)
+            reporting.set_watching(False)
+            return {"FINISHED"}
+        return {"PASS_THROUGH"}
+
+    def cancel(self, context):
+        context.window_manager.event_timer_remove(self._timer)
+        reporting.set_watching(False)
 
 
 class EX4D_OT_show_text(bpy.types.Operator):
@@ -211,6 +228,7 @@ def _start_scene_upload(context, video_path: str, options: dict, depth_path: str
         name=name, attach_to=attach_to))
     settings.import_key, settings.import_status, settings.import_progress = key, "uploading", 0.0
     takes.ensure_timer()
+    reporting.watch(context)
     return key
 
 
@@ -285,6 +303,7 @@ def _start_take(context, trajectory, collection, generator: str, seed: int, step
         client.url, client.token, client.timeout_s, scene_id, trajectory.to_dict(), options,
         os.path.join(folder, "shot.mp4"), takes.conditioning_paths(folder, want_conditioning)))
     takes.ensure_timer()
+    reporting.watch(context)
     return take
 
 
@@ -307,11 +326,11 @@ class EX4D_OT_generate(bpy.types.Operator):
     def execute(self, context):
         scene = context.scene
         settings = scene.ex4d
+        scene_camera = feature("scene_camera", what="Generate")
+        mesh_import = feature("mesh_import", what="Generate")
         camera = takes.shot_camera(scene)
         frame_start, frame_end = shot_frame_range(scene)
         collection = active_ex4d_collection(context)
-        scene_camera = feature("scene_camera", what="Generate")
-        mesh_import = feature("mesh_import", what="Generate")
         trajectory = scene_camera.trajectory_from_camera(scene, camera, frame_start, frame_end,
                                                          mesh_import.import_matrix(collection))
         take = _start_take(context, trajectory, collection, settings.generator, settings.seed, settings.steps,
@@ -376,6 +395,7 @@ class EX4D_OT_take_resume(bpy.types.Operator):
             client.url, client.token, client.timeout_s, take.scene_id, {}, {}, os.path.join(folder, "shot.mp4"),
             takes.conditioning_paths(folder, take.want_conditioning), job_id=take.job_id))
         takes.ensure_timer()
+        reporting.watch(context)
         return f"Following {take.name} (job {take.job_id}) again"
 
 
@@ -507,7 +527,7 @@ class EX4D_OT_import_trajectory(bpy.types.Operator, ImportHelper):
 
 
 classes = (
-    EX4D_OT_show_message,
+    EX4D_OT_report_watch,
     EX4D_OT_show_text,
     EX4D_OT_test_connection,
     EX4D_OT_start_engine,

@@ -51,6 +51,8 @@ def describe(exc: BaseException, what: str = "") -> tuple[str, str, bool]:
     prefix = f"{what}: " if what else ""
     if is_user_error(exc):
         text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if what and text.startswith(what):  # "Generate needs numpy", not "Generate: Generate needs numpy"
+            prefix = ""
         level = getattr(exc, "level", "ERROR")
         return (level if level in LEVELS else "ERROR"), prefix + text, False
     traceback.print_exception(type(exc), exc, exc.__traceback__)
@@ -85,18 +87,50 @@ def reported(what: str):
     return wrap
 
 
+#: Reports from background work waiting for the report watcher (main thread only).
+_pending: list[tuple[str, str]] = []
+
+
 def notify(level: str, text: str) -> None:
-    """Main thread, outside an operator (timers): report through ``ex4d.show_message`` in a window's context,
-    so the text reaches the status bar and the Info log, not only the console."""
+    """Main thread, outside an operator (timers): queue a report for the status bar and the Info log.
+
+    Blender keeps the reports of operators called from Python (``bpy.ops`` in a timer) to the console;
+    only an operator run by the window manager reaches the Info log and the status bar. So the modal
+    ``ex4d.report_watch`` (started by the operators that start background work, see :func:`watch`)
+    reports what is queued here. The text is printed to the console too.
+    """
     import bpy
 
-    windows = list(getattr(bpy.context.window_manager, "windows", None) or [])
-    try:
-        if windows:
-            window = windows[0]
-            with bpy.context.temp_override(window=window, screen=window.screen):
-                bpy.ops.ex4d.show_message(level=level, message=text)
-        else:  # background mode: the report is printed
-            bpy.ops.ex4d.show_message(level=level, message=text)
-    except (RuntimeError, AttributeError, TypeError):
-        print(f"EX-4D {level}: {text}")
+    print(f"EX-4D {level}: {text}")
+    if getattr(bpy.context.window_manager, "windows", None):  # background mode: the console is all there is
+        _pending.append((level if level in LEVELS else "INFO", text))
+
+
+def pending() -> bool:
+    return bool(_pending)
+
+
+def take_pending() -> list[tuple[str, str]]:
+    items = list(_pending)
+    _pending.clear()
+    return items
+
+
+def watch(context) -> None:
+    """Start the report watcher in this window (no-op without a window: background mode, tests)."""
+    import bpy
+
+    if getattr(context, "window", None) is None or is_watching():
+        return
+    bpy.ops.ex4d.report_watch("INVOKE_DEFAULT")
+
+
+_watching = [False]
+
+
+def is_watching() -> bool:
+    return _watching[0]
+
+
+def set_watching(value: bool) -> None:
+    _watching[0] = value
