@@ -35,7 +35,7 @@ ENGINE = os.path.join(REPO, "ex4d_engine")
 MANIFEST = os.path.join(REPO, "blender_manifest.toml")
 VENDOR_DIR = os.path.join(PAYLOAD, "_engine")
 #: The engine modules the add-on ships (bpy-, torch- and server-free). The one list to extend.
-ENGINE_MODULES = ("contract.py", "interchange.py", "errors.py")
+ENGINE_MODULES = ("contract.py", "interchange.py", "errors.py", "atomic.py", "protocol.py", "safe_zip.py")
 #: Constants copied into ``_engine/__init__.py`` so the add-on reads them without importing numpy.
 CONSTANTS = {"contract.py": ("CONTRACT_VERSION",)}
 DEFAULT_VENVS = (".venv-bpy50", ".venv-bpy45", ".venv-bpy42", ".venv-bpy52")

@@ -60,8 +60,10 @@ def describe(exc: BaseException, what: str = "") -> tuple[str, str, bool]:
                      "not something you did: the traceback is in the system console; please report it"), True
 
 
-def reported(what: str):
+def reported(what):
     """Decorate ``Operator.execute``: the body raises on failure and returns a success message (or None).
+
+    ``what`` names the action in error reports: a string, or a function of the operator.
 
     A returned string is reported as INFO; a ``(level, text)`` pair with that level; errors as
     :func:`describe` says. Returns ``{'FINISHED'}`` or ``{'CANCELLED'}``.
@@ -73,7 +75,7 @@ def reported(what: str):
             try:
                 outcome = execute(self, context)
             except Exception as exc:  # noqa: BLE001 - every failure must reach the artist
-                level, text, _bug = describe(exc, what)
+                level, text, _bug = describe(exc, what if isinstance(what, str) else what(self))
                 self.report({level}, text)
                 return {"CANCELLED"}
             if isinstance(outcome, tuple):

@@ -18,7 +18,7 @@ from .reporting import describe as describe_error, notify
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 RUNNING = ("submitting", "queued", "running")
-GENERATORS = [("draft", "Draft", "OpenCV inpainting: seconds, no model weights"),
+GENERATORS = [("draft", "Draft preview", "A classical preview in seconds, no model weights (not the 14B model)"),
               ("wan", "Wan 2.1", "Wan2.1 + EX-4D adapter: needs the weights and a GPU on the engine")]
 TIMER_INTERVAL_S = 0.2
 DEFAULT_OUTPUT = "//ex4d/"

@@ -7,7 +7,7 @@ show the whole text. Nothing here imports numpy.
 
 import bpy
 
-from . import deps, jobs, prefs, takes
+from . import coverage, deps, jobs, prefs, takes, viewport
 
 #: Characters that fit a label at the default sidebar width (measured on the GUI test's screenshots).
 SHORT = 34
@@ -143,7 +143,18 @@ class EX4D_PT_scene(bpy.types.Panel):
             column.operator("ex4d.upload_scene", text="Send to engine", icon="EXPORT")
         mesh_object = collection.get("ex4d_mesh")
         overlay_on = bool(mesh_object and mesh_object.get("ex4d_overlay"))
-        layout.operator("ex4d.toggle_overlay", text="Hidden faces", depress=overlay_on, icon="OVERLAY")
+        row = layout.row(align=True)
+        row.operator("ex4d.toggle_overlay", text="Hidden faces", depress=overlay_on, icon="OVERLAY")
+        if viewport.skirt_collection(collection) is not None:
+            row.operator("ex4d.viewport", text="Skirt", icon="MOD_SOLIDIFY",
+                         depress=viewport.skirt_visible(context.scene, collection)).action = "TOGGLE_SKIRT"
+        row = layout.row(align=True)
+        row.operator("ex4d.viewport", text="Frame", icon="ZOOM_ALL").action = "FRAME"
+        row.operator("ex4d.viewport", text="Shot view", icon="VIEW_CAMERA").action = "SHOT_VIEW"
+        layout.operator("ex4d.viewport", text="Check coverage", icon="HIDE_OFF").action = "COVERAGE"
+        line = coverage.summary(collection)
+        if line:
+            message_line(layout, line, icon="ERROR" if not line.startswith("0/") else "CHECKMARK")
 
 
 class EX4D_PT_shot(bpy.types.Panel):

@@ -10,23 +10,23 @@ The CLI (``ex4d recon``), the server and the demo all go through here::
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from . import video_io
-from .contract import Trajectory, TrajectoryError
+from .contract import Trajectory
 from .errors import InputError
-from .generation.base import CancelCheck, check_cancel
-from .intrinsics import Intrinsics, resolve_intrinsics
-from .mesh import DWMeshSequence, MeshOptions, build_dwmesh
+from .generation.base import CancelCheck, SceneGeometry, check_cancel
+from .intrinsics import resolve_intrinsics
+from .mesh import DWMeshSequence, build_dwmesh
 from .presets import make_preset, pivot_radius
 from .raster import get_rasterizer
 from .raster.base import Rasterizer, mvp_matrices
+from .scene import ReconOptions, Scene  # noqa: F401  (re-exported: the pipeline's inputs)
 
 #: progress(fraction 0..1, stage)
 Progress = Callable[[float, str], None]
@@ -35,97 +35,19 @@ Progress = Callable[[float, str], None]
 MASK_ALPHA_THRESHOLD = 125
 
 
-@dataclass(frozen=True)
-class ReconOptions:
-    """Options of the reconstruction, recorded in the scene.
-
-    Attributes:
-        num_frames: frames taken from the start of the clip (seed: 49); a shorter clip uses all it has.
-        only_first_frame: static scene: frame 0's mesh for every camera.
-        fov_deg / focal_px: source intrinsics (horizontal FOV, or focal in working-resolution pixels);
-            neither: the seed's f = 500 px; ``fov_auto``: the depth model's estimate.
-        max_long_side / size_multiple: working resolution rule (seed: 1024 / 64).
-        mesh: DW-mesh construction options.
-        renderer: "auto", "opengl" or "nvdiffrast".
-        device: torch device for mesh building and depth models ("auto": CUDA when present).
-        depthcrafter_repo: the user's DepthCrafter checkout (``depthcrafter`` backend only).
-        stabilise_depth: temporal scale/shift stabilisation of per-frame depth models.
-    """
-
-    num_frames: int = 49
-    only_first_frame: bool = False
-    fov_deg: Optional[float] = None
-    focal_px: Optional[float] = None
-    fov_auto: bool = False
-    max_long_side: int = 1024
-    size_multiple: int = 64
-    mesh: MeshOptions = field(default_factory=MeshOptions)
-    renderer: str = "auto"
-    device: str = "auto"
-    depthcrafter_repo: Optional[str] = None
-    stabilise_depth: bool = True
-
-
-@dataclass
-class Scene:
-    """A reconstructed clip: source frames, depth and source intrinsics at the working resolution."""
-
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    depth: np.ndarray  # (T, H, W) float32, planar z-depth
-    intrinsics: Intrinsics
-    fps: float
-    depth_source: str
-    depth_units: str
-    options: ReconOptions
-    scene_scale: float = 1.0
-
-    @property
-    def K(self) -> np.ndarray:
-        return self.intrinsics.K
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def height(self) -> int:
-        return int(self.frames.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.frames.shape[2])
-
-    # -------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Store as one .npz (arrays + JSON metadata), atomically."""
-        meta = {
-            "K": self.K.tolist(), "intrinsics_source": self.intrinsics.source, "fps": self.fps,
-            "depth_source": self.depth_source, "depth_units": self.depth_units, "scene_scale": self.scene_scale,
-            "options": asdict(self.options),
-        }
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, frames=self.frames, depth=self.depth, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Scene":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            frames, depth = data["frames"], data["depth"]
-        opts = dict(meta["options"])
-        opts["mesh"] = MeshOptions(**opts["mesh"])
-        return cls(frames, depth, Intrinsics(np.asarray(meta["K"]), meta["intrinsics_source"]), meta["fps"],
-                   meta["depth_source"], meta["depth_units"], ReconOptions(**opts), meta["scene_scale"])
-
-
 @dataclass
 class Conditioning:
-    """What the generator sees. colour: (T, H, W, 3) uint8, black where masked; mask: (T, H, W) uint8 {0, 255}."""
+    """What the generator sees. colour: (T, H, W, 3) uint8, black where masked; mask: (T, H, W) uint8 {0, 255}.
+
+    ``preview_colour`` (only with ``render_conditioning(..., preview=True)``): the same render divided by
+    its coverage, for what people look at (the draft preview); ``colour`` stays the seed-literal render
+    that the EX-4D weights were trained on.
+    """
 
     colour: np.ndarray
     mask: np.ndarray
     frame0_is_source: bool
+    preview_colour: Optional[np.ndarray] = None
 
 
 # ------------------------------------------------------------------ scene
@@ -147,26 +69,26 @@ def load_scene(
     if options.num_frames < 1:
         raise InputError(f"num_frames must be >= 1, got {options.num_frames}")
     if depth_file is None and depth_backend in (None, "file"):
-        raise InputError("no depth given: pass --depth_file, or a depth backend (see `ex4d models`)")
+        raise InputError("no depth given: pass --depth_file FILE, or --depth_backend NAME (depth-anything is the "
+                         "licence-clean one; `ex4d models` lists them and their weights)")
     _report(progress, 0.0, "reading video")
     info = video_io.probe(video_path)
-    size = video_io.working_size(info.width, info.height, options.size_multiple, options.max_long_side)
-    clip = video_io.read_video(video_path, max_frames=options.num_frames, size=size)
-    t, h, w = clip.frames.shape[:3]
+    w, h = video_io.working_size(info.width, info.height, options.size_multiple, options.max_long_side)
+    model_focal = None
+    if depth_file is not None:  # checked before the video is decoded: a bad depth file fails in a second
+        depth_frames = 1 if options.only_first_frame else min(options.num_frames, info.num_frames)
+        depth = _read_depth_file(depth_file, info, w, h, depth_frames)
+    clip = video_io.read_video(video_path, max_frames=options.num_frames, size=(w, h))
+    t = clip.frames.shape[0]
 
     check_cancel(should_cancel)
     _report(progress, 0.2, "depth")
-    model_focal = None
     if depth_file is not None:
-        from .depth.file import load_depth_file, validate_depth
-
-        depth = load_depth_file(depth_file)
-        where = f"depth file {os.fspath(depth_file)}"
-        if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
-            # depth given at the source resolution: check every value, then resize like the frames
-            depth = _resize_depth(validate_depth(depth, t, info.height, info.width, source=where), w, h)
-        depth = validate_depth(depth, t, h, w, source=where)
-        depth_source, depth_units = "file", "depth-file units"
+        if options.only_first_frame and len(depth) < t:  # one depth frame is all a static scene needs
+            depth = np.repeat(depth[:1], t, axis=0)
+        if len(depth) < t:
+            raise InputError(f"depth file {os.fspath(depth_file)} has {len(depth)} frames, the video has {t}")
+        depth, depth_source, depth_units = depth[:t], "file", "depth-file units"
     else:
         from .depth import estimate_depth
         from .depth.file import validate_depth
@@ -187,6 +109,20 @@ def load_scene(
                                     model_focal_px=model_focal if options.fov_auto else None)
     _report(progress, 1.0, "scene ready")
     return Scene(clip.frames, depth, intrinsics, clip.fps, depth_source, depth_units, options)
+
+
+def _read_depth_file(path, info, w: int, h: int, frames: int) -> np.ndarray:
+    """The depth file's first ``frames`` frames at the working size, checked (header first, then values)."""
+    from .depth.file import load_depth_file, validate_depth
+
+    depth = load_depth_file(path, sizes={(info.width, info.height), (w, h)}, max_frames=frames)
+    if depth.ndim == 2:  # one frame
+        depth = depth[None]
+    where = f"depth file {os.fspath(path)}"
+    if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
+        # depth given at the source resolution: check every value, then resize like the frames
+        depth = _resize_depth(validate_depth(depth, frames, info.height, info.width, source=where), w, h)
+    return validate_depth(depth, frames, h, w, source=where)
 
 
 def _resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -215,18 +151,6 @@ def preset_trajectory(scene: Scene, name: str, num_frames: Optional[int] = None,
                        height=scene.height, fps=scene.fps, radius=radius, use_seed_rounds=use_seed_rounds)
 
 
-def load_trajectory(path: str | os.PathLike) -> Trajectory:
-    """Read an ``ex4d.trajectory`` file; contract violations become InputError naming frame and field."""
-    try:
-        return Trajectory.load(path)
-    except FileNotFoundError:
-        from .errors import NotFoundError
-
-        raise NotFoundError(f"trajectory file not found: {os.fspath(path)}") from None
-    except (TrajectoryError, UnicodeDecodeError) as exc:
-        raise InputError(f"trajectory {os.fspath(path)}: {exc}") from None
-
-
 # --------------------------------------------------------------- geometry
 def mesh_device(options: ReconOptions) -> torch.device:
     if options.device != "auto":
@@ -249,6 +173,7 @@ def render_conditioning(
     rasterizer: Optional[Rasterizer] = None,
     meshes: Optional[DWMeshSequence] = None,
     force_source_frame0: Optional[bool] = None,
+    preview: bool = False,
     progress: Optional[Progress] = None,
     should_cancel: Optional[CancelCheck] = None,
 ) -> Conditioning:
@@ -258,6 +183,11 @@ def render_conditioning(
     static scene). mask = 255 where rendered alpha > 125; colour is multiplied by the mask. Frame 0
     is replaced by the source frame with an all-white mask (the seed's rule) when
     ``force_source_frame0`` is True, or, by default, when camera 0 *is* the source camera.
+
+    ``preview=True`` also returns ``preview_colour``, the faithful render for previews: the seed
+    zeroes the RGB of hidden vertices, so every visible pixel near a silhouette is darkened by the
+    interpolated zeros; dividing the interpolated RGB by the interpolated alpha (which carries the
+    same zeros) undoes exactly that, and keeps the same mask (docs/dwmesh.md, "Faithful preview").
     """
     trajectory.validate()
     n = len(trajectory)
@@ -283,6 +213,11 @@ def render_conditioning(
     visible = rgba[..., 3] > MASK_ALPHA_THRESHOLD
     mask = (visible.to(torch.uint8) * 255).cpu().numpy()
     colour = (rgba[..., :3].round().clamp(0, 255) * visible[..., None]).to(torch.uint8).cpu().numpy()
+    preview_colour = None
+    if preview:
+        coverage = rgba[..., 3:].clamp_min(1e-6) / 255.0
+        preview_colour = ((rgba[..., :3] / coverage).round().clamp(0, 255) * visible[..., None]).to(torch.uint8)
+        preview_colour = preview_colour.cpu().numpy()
 
     if force_source_frame0 is None:
         force_source_frame0 = camera0_is_source(scene, trajectory)
@@ -292,8 +227,19 @@ def render_conditioning(
                              f"{trajectory.width}x{trajectory.height} differs from the scene's {scene.width}x{scene.height}")
         colour[0] = scene.frames[start_frame if not scene.options.only_first_frame else 0]
         mask[0] = 255
+        if preview_colour is not None:
+            preview_colour[0] = colour[0]
     _report(progress, 1.0, "rendered")
-    return Conditioning(colour, mask, bool(force_source_frame0))
+    return Conditioning(colour, mask, bool(force_source_frame0), preview_colour)
+
+
+def generation_geometry(scene: Scene, trajectory: Trajectory, start_frame: int = 0) -> SceneGeometry:
+    """What a geometry-aware generator (the draft preview) needs about this shot: the source frames
+    and depth behind each rendered frame, the source K, and the trajectory's cameras."""
+    n = len(trajectory)
+    pick = slice(0, 1) if scene.options.only_first_frame else slice(start_frame, start_frame + n)
+    return SceneGeometry(frames=scene.frames[pick], depth=np.asarray(scene.depth[pick], np.float32), K=scene.K,
+                         camera_K=np.asarray(trajectory.K), camera_w2c=np.asarray(trajectory.w2c))
 
 
 def camera0_is_source(scene: Scene, trajectory: Trajectory, tolerance: float = 1e-6) -> bool:
@@ -311,18 +257,31 @@ def save_conditioning(
     colour_path: str | os.PathLike,
     mask_path: str | os.PathLike,
     mask_format: str = "mp4",
+    colour_format: str = "mp4",
 ) -> None:
-    """Write the colour video and the mask (lossless mp4, or a folder of PNGs for ``mask_format='png'``).
+    """Write the colour and the mask. The mask: lossless mp4, or a folder of PNGs (``mask_format='png'``).
 
-    The mask is written first: a colour file never exists without its mask.
+    The colour: ``mp4`` (H.264 yuv420p, plays everywhere; lossy), ``lossless`` (H.264 RGB qp 0, exact) or
+    ``png`` (a folder of PNGs, exact). The mask is written first: a colour file never exists without its mask.
     """
+    if colour_format not in COLOUR_FORMATS:
+        raise InputError(f"colour format must be one of {', '.join(COLOUR_FORMATS)}, got {colour_format!r}")
     if mask_format == "png":
         video_io.write_png_sequence(mask_path, conditioning.mask, prefix="mask")
     elif mask_format == "mp4":
         video_io.write_mask_video(mask_path, conditioning.mask, fps)
     else:
         raise InputError(f"mask format must be 'mp4' or 'png', got {mask_format!r}")
-    video_io.write_video(colour_path, conditioning.colour, fps)
+    if colour_format == "png":
+        video_io.write_png_sequence(colour_path, conditioning.colour, prefix="color")
+    elif colour_format == "lossless":
+        video_io.write_lossless_video(colour_path, conditioning.colour, fps)
+    else:
+        video_io.write_video(colour_path, conditioning.colour, fps)
+
+
+#: How the colour conditioning can be written (``ex4d recon --color_format``).
+COLOUR_FORMATS = ("mp4", "lossless", "png")
 
 
 def _report(progress: Optional[Progress], fraction: float, stage: str) -> None:

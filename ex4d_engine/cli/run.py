@@ -1,7 +1,9 @@
 """``ex4d run``: clip -> depth -> DW-mesh render along a camera path -> generated video, in one go.
 
 The same as ``ex4d recon`` followed by ``ex4d generate``, without writing the intermediate videos
-(``--keep_conditioning`` writes them too). Writes ``<output_dir>/output_{cam}.mp4`` at the clip's fps.
+(``--keep_conditioning`` writes them too). Writes ``<output_dir>/output_{cam}.mp4`` at the clip's fps,
+or ``preview_{cam}.mp4`` with ``--generator draft``: the draft is a preview, filled from the depth,
+the cameras and the other frames, over the faithful (coverage-normalised) colour render.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fov", type=float, help="source horizontal field of view in degrees")
     p.add_argument("--focal", type=float, help="source focal length in working-resolution pixels")
     p.add_argument("--renderer", default="auto", help="auto, opengl or nvdiffrast")
-    p.add_argument("--output_dir", default="./outputs", help="where output_{cam}.mp4 goes (default ./outputs)")
+    p.add_argument("--output_dir", default="./outputs",
+                   help="where output_{cam}.mp4 (preview_{cam}.mp4 for the draft) goes (default ./outputs)")
     p.add_argument("--keep_conditioning", action="store_true", help="also write color_{cam}.mp4 and mask_{cam}.mp4")
     add_generation_args(p)
     p.set_defaults(func=run)
@@ -51,15 +54,20 @@ def run(args: argparse.Namespace) -> int:
     options = pipeline.ReconOptions(num_frames=args.frames or 10 ** 6, fov_deg=args.fov, focal_px=args.focal,
                                     renderer=args.renderer)
     scene, trajectory, cam = scene_and_path(args, options)
+    preview = args.generator == "draft"
     with ProgressBar(f"render {cam}") as bar:
-        conditioning = pipeline.render_conditioning(scene, trajectory, progress=bar.update)
+        conditioning = pipeline.render_conditioning(scene, trajectory, preview=preview, progress=bar.update)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.keep_conditioning:
+    if args.keep_conditioning:  # the seed-literal colour: what the EX-4D weights see
         pipeline.save_conditioning(conditioning, trajectory.fps, out_dir / f"color_{cam}.mp4",
                                    out_dir / f"mask_{cam}.mp4", "mp4")
-    video = generate_frames(args, conditioning.colour, conditioning.mask, trajectory.fps, generator)
-    output = out_dir / f"output_{cam}.mp4"
+    if preview:  # the faithful render and the shot's geometry: what the draft preview fills from
+        video = generate_frames(args, conditioning.preview_colour, conditioning.mask, trajectory.fps, generator,
+                                geometry=pipeline.generation_geometry(scene, trajectory))
+    else:
+        video = generate_frames(args, conditioning.colour, conditioning.mask, trajectory.fps, generator)
+    output = out_dir / f"{'preview' if preview else 'output'}_{cam}.mp4"
     write_output(os.fspath(output), video, trajectory.fps)
     print(f"wrote {output} ({len(video)} frames, {video.shape[2]}x{video.shape[1]}, {trajectory.fps:g} fps)")
     return 0

@@ -451,7 +451,7 @@ def check_takes_survive_reload():
     reloaded = addon.takes.find_take(scene, "reload1")
     return {"count_before": count, "count_after": len(scene.ex4d.takes),
             "take": [reloaded.job_id, reloaded.status, reloaded.result_path, reloaded.seed] if reloaded else None,
-            "collection_kept": addon.mesh_import.is_ex4d_collection(scene.ex4d.scene_collection)}
+            "collection_kept": addon.takes.is_ex4d_collection(scene.ex4d.scene_collection)}
 
 
 results = h.run_checks({
