@@ -18,11 +18,11 @@ from urllib import error as urlerror, request as urlrequest
 from urllib.parse import urlparse
 
 from ._engine import CONTRACT_VERSION
+from ._engine.errors import KINDS
+from ._engine.protocol import API_VERSION, DEFAULT_URL, Job, JobOptions, JobRequest, Scene, SceneOptions, \
+    SceneState
 from .reporting import UserError
 
-DEFAULT_URL = "http://127.0.0.1:8420"
-#: Job states the engine reports (GET /v1/jobs/{id}).
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 CHUNK = 1 << 20
 
 
@@ -37,9 +37,12 @@ class ServerError(UserError):
             ``bad_url``, ``bad_response``).
     """
 
-    def __init__(self, message: str, status: int = 0, code: str = "engine_error"):
-        super().__init__(message, code, "INFO" if code == "cancelled" else "ERROR")
+    def __init__(self, message: str, status: int = 0, code: str = "internal_error"):
+        kind = KINDS.get(code)
+        super().__init__(message, code, kind.blender_level if kind else "ERROR")
         self.status = status
+        #: The error table says the artist cannot fix it: reported as a bug (bad_response, internal_error...).
+        self.bug = bool(kind and kind.bug)
 
 
 def is_loopback(url: str) -> bool:
@@ -169,6 +172,14 @@ class EngineClient:
                 os.remove(tmp)
         return dest
 
+    def _typed(self, cls, data: dict, where: str):
+        """``cls.from_dict(data)``: an answer outside the protocol is the engine's fault, said so."""
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as exc:  # the protocol's InputError is a ValueError too
+            raise ServerError(f"The engine's answer to {where} does not follow the ex4d protocol: "
+                              f"{getattr(exc, 'message', exc)}", 200, "bad_response") from None
+
     # ------------------------------------------------------------------ API
     def health(self) -> dict:
         return self._json("GET", "/v1/health")
@@ -177,6 +188,11 @@ class EngineClient:
         """Health + contract handshake + token: (short verdict, full verdict), or :class:`ServerError`."""
         info = self.health()
         engine_contract = info.get("contract_version")
+        engine_api = info.get("api_version", API_VERSION)
+        if engine_api != API_VERSION:
+            raise ServerError(f"Version mismatch: the engine at {self.url} speaks protocol v{engine_api}, this add-on "
+                              f"v{API_VERSION}. Update the add-on or the engine so they match.", 200,
+                              "version_mismatch")
         if engine_contract != CONTRACT_VERSION:
             raise ServerError(f"Version mismatch: the engine at {self.url} speaks trajectory contract "
                               f"v{engine_contract}, this add-on speaks v{CONTRACT_VERSION}. "
@@ -195,7 +211,7 @@ class EngineClient:
                 f"generators: {', '.join(names) or 'none listed'}, queue: {info.get('queue_length', 0)}")
         return f"Engine {version} ready", full
 
-    def upload_video(self, video_path: str, options: dict | None = None, depth_path: str = "") -> str:
+    def upload_video(self, video_path: str, options: SceneOptions, depth_path: str = "") -> str:
         """POST /v1/scenes with the video (and a depth file, if given; options become form fields).
 
         Returns the new scene id.
@@ -204,54 +220,53 @@ class EngineClient:
             if path and not os.path.isfile(path):
                 raise ServerError(f"{what} file not found: {path}", code="not_found")
         fields = {k: str(v).lower() if isinstance(v, bool) else str(v)
-                  for k, v in (options or {}).items() if v is not None}
+                  for k, v in options.to_dict().items() if v is not None}
         files = {"video": video_path, **({"depth": depth_path} if depth_path else {})}
         content_type, length, chunks = _multipart(fields, files)
         data = self._json("POST", "/v1/scenes", body=chunks,
                           headers={"Content-Type": content_type, "Content-Length": str(length)},
                           timeout=max(self.timeout_s, 300.0))
-        return _required(data, ("id", "scene_id"), "POST /v1/scenes")
+        return self._typed(Scene, data, "POST /v1/scenes").id
 
-    def scene(self, scene_id: str) -> dict:
-        return self._json("GET", f"/v1/scenes/{scene_id}")
+    def scene(self, scene_id: str) -> Scene:
+        return self._typed(Scene, self._json("GET", f"/v1/scenes/{scene_id}"), "GET /v1/scenes/{id}")
 
     def wait_for_scene(self, scene_id: str, should_cancel: Callable[[], bool],
-                       on_progress: Callable[[dict], None], poll_s: float = 0.5) -> dict:
+                       on_progress: Callable[[Job | Scene], None], poll_s: float = 0.5) -> Scene:
         """Poll the scene (and its recon job, for progress) until ready; ServerError if it failed."""
         cancel_sent = False
         while True:
-            info = self.scene(scene_id)
-            recon_job = info.get("recon_job_id")
+            scene = self.scene(scene_id)
             if should_cancel() and not cancel_sent:
-                if recon_job:
-                    try:
-                        self.cancel_job(recon_job)
-                    except ServerError:
-                        pass  # finished meanwhile
+                try:
+                    self.cancel_job(scene.recon_job_id)
+                except ServerError:
+                    pass  # finished meanwhile
                 cancel_sent = True
-            state = info.get("state")
-            if state == "ready":
-                return info
-            if state in ("failed", "cancelled"):
-                if state == "cancelled":
-                    raise ServerError("Cancelled", code="cancelled")
-                raise ServerError(f"Engine reconstruction failed: {_job_message(info, 'no reason given')}", code=state)
-            on_progress(self.job(recon_job) if recon_job else info)
+            if scene.state == SceneState.ready:
+                return scene
+            if scene.state == SceneState.cancelled:
+                raise ServerError("Cancelled", code="cancelled")
+            if scene.state == SceneState.failed:
+                error = scene.error
+                raise ServerError(f"Engine reconstruction failed: {error.message if error else 'no reason given'}",
+                                  code=error.error if error else "internal_error")
+            on_progress(self.job(scene.recon_job_id) if scene.recon_job_id else scene)
             time.sleep(poll_s)
 
     def download_package(self, scene_id: str, dest: str, should_cancel=None) -> str:
         return self._download(f"/v1/scenes/{scene_id}/package", dest, should_cancel)
 
-    def submit_job(self, scene_id: str, trajectory: dict, options: dict) -> str:
+    def submit_job(self, scene_id: str, trajectory: dict, options: JobOptions) -> str:
         """POST /v1/jobs; returns the job id."""
-        body = {"scene_id": scene_id, "trajectory": trajectory, "options": options}
-        return _required(self._json("POST", "/v1/jobs", json_body=body), ("job_id", "id"), "POST /v1/jobs")
+        body = JobRequest(scene_id=scene_id, trajectory=trajectory, options=options).to_dict()
+        return self._typed(Job, self._json("POST", "/v1/jobs", json_body=body), "POST /v1/jobs").id
 
-    def job(self, job_id: str) -> dict:
-        return self._json("GET", f"/v1/jobs/{job_id}")
+    def job(self, job_id: str) -> Job:
+        return self._typed(Job, self._json("GET", f"/v1/jobs/{job_id}"), "GET /v1/jobs/{id}")
 
-    def cancel_job(self, job_id: str) -> dict:
-        return self._json("DELETE", f"/v1/jobs/{job_id}")
+    def cancel_job(self, job_id: str) -> Job:
+        return self._typed(Job, self._json("DELETE", f"/v1/jobs/{job_id}"), "DELETE /v1/jobs/{id}")
 
     def download_result(self, job_id: str, dest: str, should_cancel=None) -> str:
         return self._download(f"/v1/jobs/{job_id}/result", dest, should_cancel)
@@ -261,20 +276,6 @@ class EngineClient:
         return self._download(f"/v1/jobs/{job_id}/conditioning/{which}", dest, should_cancel)
 
 
-def _required(data: dict, keys: tuple[str, ...], where: str) -> str:
-    for key in keys:
-        if data.get(key):
-            return str(data[key])
-    raise ServerError(f"The engine's answer to {where} has no {keys[0]!r}: {str(data)[:120]}", code="bad_response")
-
-
-def _job_message(info: dict, default: str) -> str:
-    error = info.get("error")
-    if isinstance(error, dict):
-        return str(error.get("message") or error.get("error") or default)
-    return str(info.get("message") or error or default)
-
-
 def _error_from_response(status: int, raw: bytes, url: str) -> ServerError:
     try:
         body = json.loads(raw)
@@ -282,11 +283,11 @@ def _error_from_response(status: int, raw: bytes, url: str) -> ServerError:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    code = str(body.get("error") or "engine_error")
+    code = str(body.get("error") or "internal_error")
     message = body.get("message") or body.get("detail")
     if not isinstance(message, str):
         message = str(message) if message else raw[:200].decode("utf-8", "replace")
-    if status == 401 or status == 403:
+    if status == 401:
         return ServerError(f"The engine at {url} rejected the token (HTTP {status}). Copy the token from the "
                            "engine's data directory (token file) into the add-on preferences.", status, "unauthorized")
     if status >= 500 and not body:

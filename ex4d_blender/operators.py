@@ -15,6 +15,7 @@ import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import coverage, deps, jobs, prefs, sequencer, takes, viewport
+from ._engine.protocol import JobOptions, SceneOptions
 from .client import EngineClient, ServerError, is_loopback
 from . import reporting
 from .reporting import UserError, reported
@@ -256,7 +257,7 @@ class EX4D_OT_import_video(bpy.types.Operator, ImportHelper):
             depth_files = feature("depth_files", what="A depth image folder")
             depth = depth_files.folder_to_npz(depth, os.path.join(takes.output_dir(context.scene, "packages"),
                                                                   f"depth-{uuid.uuid4().hex[:8]}.npz"))
-        options = {"num_frames": self.num_frames, "fov_deg": self.fov_deg or None}
+        options = SceneOptions(num_frames=self.num_frames, fov_deg=self.fov_deg or None)
         name = os.path.splitext(os.path.basename(video))[0]
         _start_scene_upload(context, video, options, depth, name)
         return f"Uploading '{name}' to the EX-4D engine; the scene appears when reconstruction finishes"
@@ -293,12 +294,12 @@ def _start_take(context, trajectory, collection, generator: str, seed: int, step
     trajectory.save(trajectory_path)
     take = takes.new_take(context.scene, key)
     take.name = f"{take.name} {generator} s{seed}"
-    take.status, take.scene_id, take.engine_url = "submitting", scene_id, client.url
+    take.status, take.scene_id, take.engine_url = takes.TakeState.new.value, scene_id, client.url
     take.generator, take.seed, take.steps, take.prompt = generator, seed, steps, prompt
     take.camera, take.frame_start, take.frame_end, take.fps = camera_name, frame_start, frame_end, trajectory.fps
     take.trajectory_path, take.want_conditioning = takes.stored_path(trajectory_path), want_conditioning
-    options = {"generator": generator, "seed": seed, "steps": steps or None, "prompt": prompt or None,
-               "profile": profile or None}
+    options = JobOptions(generator=generator, seed=seed, steps=steps or None, prompt=prompt or None,
+                         profile=profile or None)
     jobs.start(key, context.scene.name, jobs.generate_work(
         client.url, client.token, client.timeout_s, scene_id, trajectory.to_dict(), options,
         os.path.join(folder, "shot.mp4"), takes.conditioning_paths(folder, want_conditioning)))
@@ -392,7 +393,7 @@ class EX4D_OT_take_resume(bpy.types.Operator):
         client = engine_client(context)
         folder = takes.result_dir(context.scene, take.key, take)
         jobs.start(take.key, context.scene.name, jobs.generate_work(
-            client.url, client.token, client.timeout_s, take.scene_id, {}, {}, os.path.join(folder, "shot.mp4"),
+            client.url, client.token, client.timeout_s, take.scene_id, {}, JobOptions(), os.path.join(folder, "shot.mp4"),
             takes.conditioning_paths(folder, take.want_conditioning), job_id=take.job_id))
         takes.ensure_timer()
         reporting.watch(context)

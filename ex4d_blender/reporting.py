@@ -42,8 +42,10 @@ def _engine_error_classes() -> tuple[type, ...]:
 
 
 def is_user_error(exc: BaseException) -> bool:
-    return (isinstance(exc, UserError) or getattr(exc, "user_error", False) is True
-            or isinstance(exc, _engine_error_classes()))
+    """The artist can fix it: the add-on's own errors and the engine's, unless the error table calls it a bug."""
+    if isinstance(exc, _engine_error_classes()):
+        return not getattr(exc, "is_bug", False)
+    return isinstance(exc, UserError) or getattr(exc, "user_error", False) is True
 
 
 def describe(exc: BaseException, what: str = "") -> tuple[str, str, bool]:
@@ -53,7 +55,8 @@ def describe(exc: BaseException, what: str = "") -> tuple[str, str, bool]:
         text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if what and text.startswith(what):  # "Generate needs numpy", not "Generate: Generate needs numpy"
             prefix = ""
-        level = getattr(exc, "level", "ERROR")
+        kind = getattr(exc, "kind", None)  # an engine error: its row of the error table says how loud
+        level = getattr(exc, "level", None) or getattr(kind, "blender_level", "ERROR")
         return (level if level in LEVELS else "ERROR"), prefix + text, False
     traceback.print_exception(type(exc), exc, exc.__traceback__)
     return "ERROR", (f"{prefix}internal error in the EX-4D add-on ({type(exc).__name__}: {exc}). This is a bug, "

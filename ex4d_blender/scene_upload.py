@@ -12,11 +12,12 @@ import os
 
 import numpy as np
 
+from ._engine.protocol import SceneOptions
 from .mesh_import import read_pc2_header
 from .reporting import UserError
 
 
-def source_of(collection, work_dir: str) -> tuple[str, str, dict]:
+def source_of(collection, work_dir: str) -> tuple[str, str, SceneOptions]:
     """(video path, depth .npz path, upload options) for an imported EX-4D collection."""
     folder = collection.get("ex4d_folder", "")
     video = os.path.join(folder, "source.mp4")
@@ -39,6 +40,6 @@ def source_of(collection, work_dir: str) -> tuple[str, str, dict]:
     np.savez(out + ".part.npz", depth=depth)
     os.replace(out + ".part.npz", out)
     K = np.asarray(collection["ex4d_K"], dtype=np.float64).reshape(3, 3)
-    options = {"num_frames": num_frames, "focal_px": float(K[0, 0])}
+    options = SceneOptions(num_frames=num_frames, focal_px=float(K[0, 0]))
     return video, out, options
 

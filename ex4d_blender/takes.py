@@ -14,12 +14,12 @@ import os
 import bpy
 
 from . import jobs, sequencer
+from ._engine.protocol import DEFAULT_GENERATOR, GENERATORS as PROTOCOL_GENERATORS, TakeState
 from .reporting import describe as describe_error, notify
 
-TERMINAL = ("succeeded", "failed", "cancelled")
-RUNNING = ("submitting", "queued", "running")
-GENERATORS = [("draft", "Draft preview", "A classical preview in seconds, no model weights (not the 14B model)"),
-              ("wan", "Wan 2.1", "Wan2.1 + EX-4D adapter: needs the weights and a GPU on the engine")]
+TERMINAL = tuple(state.value for state in TakeState if state.terminal)
+RUNNING = tuple(state.value for state in TakeState if not state.terminal)  # new (being sent), queued, running
+GENERATORS = [(spec.name, spec.label, spec.description) for spec in PROTOCOL_GENERATORS.values()]
 TIMER_INTERVAL_S = 0.2
 DEFAULT_OUTPUT = "//ex4d/"
 
@@ -29,7 +29,7 @@ class EX4D_Take(bpy.types.PropertyGroup):
     job_id: bpy.props.StringProperty()
     scene_id: bpy.props.StringProperty()
     engine_url: bpy.props.StringProperty()
-    status: bpy.props.StringProperty(default="new")  # new, queued, running, succeeded, failed, cancelled
+    status: bpy.props.StringProperty(default=TakeState.new.value)  # a protocol.TakeState value
     stage: bpy.props.StringProperty()
     progress: bpy.props.FloatProperty(name="Progress", min=0.0, max=100.0, subtype="PERCENTAGE", precision=0)
     eta_s: bpy.props.FloatProperty(default=-1.0)
@@ -56,7 +56,7 @@ class EX4D_SceneSettings(bpy.types.PropertyGroup):
         name="Output", subtype="DIR_PATH", default=DEFAULT_OUTPUT,
         description="Where takes and imported scenes are written; // is the .blend's folder "
                     "(an unsaved file uses the add-on's data folder)")
-    generator: bpy.props.EnumProperty(name="Generator", items=GENERATORS, default="draft")
+    generator: bpy.props.EnumProperty(name="Generator", items=GENERATORS, default=DEFAULT_GENERATOR)
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0)
     steps: bpy.props.IntProperty(name="Steps", default=0, min=0, description="Diffusion steps (0: engine default)")
     prompt: bpy.props.StringProperty(name="Prompt", default="")

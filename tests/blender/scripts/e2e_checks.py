@@ -98,7 +98,8 @@ def check_resume_after_reload():
     done = next(t for t in scene.ex4d.takes if t.status == "succeeded")
     client = addon.client.EngineClient(URL, TOKEN)
     trajectory = addon._engine.contract.Trajectory.load(bpy.path.abspath(done.trajectory_path))
-    job_id = client.submit_job(done.scene_id, trajectory.to_dict(), {"generator": "draft", "seed": 5})
+    job_id = client.submit_job(done.scene_id, trajectory.to_dict(),
+                               addon._engine.protocol.JobOptions(generator="draft", seed=5))
     take = addon.takes.new_take(scene, "resumed0001")
     take.job_id, take.scene_id, take.status = job_id, done.scene_id, "running"
     take.frame_start, take.frame_end, take.generator, take.seed = done.frame_start, done.frame_end, "draft", 5
