@@ -227,7 +227,7 @@ def _start_scene_upload(context, video_path: str, options: dict, depth_path: str
     jobs.start(key, context.scene.name, jobs.scene_upload_work(
         client.url, client.token, client.timeout_s, video_path, options, package_path, depth_path,
         name=name, attach_to=attach_to))
-    settings.import_key, settings.import_status, settings.import_progress = key, "uploading", 0.0
+    settings.import_key, settings.import_status = key, "uploading"
     takes.ensure_timer()
     reporting.watch(context)
     return key

@@ -68,7 +68,23 @@ class EX4D_SceneSettings(bpy.types.PropertyGroup):
     active_take: bpy.props.IntProperty(name="Take", default=0)
     import_key: bpy.props.StringProperty()  # running video-upload import, if any
     import_status: bpy.props.StringProperty()
-    import_progress: bpy.props.FloatProperty(name="Progress", min=0.0, max=100.0, subtype="PERCENTAGE", precision=0)
+
+
+#: Progress of running work, by task key: (stage, percent, eta_s). Main thread only; never saved.
+LIVE: dict[str, tuple[str, float, float]] = {}
+
+
+def _percent(data: dict) -> float:
+    return 100.0 * min(max(float(data.get("progress") or 0.0), 0.0), 1.0)
+
+
+def live_progress(key: str, stage: str = "", percent: float = 0.0, eta_s: float = -1.0) -> tuple[str, float, float]:
+    """(stage, percent, eta_s) of running work; the given values when nothing is running under ``key``."""
+    return LIVE.get(key, (stage, percent, eta_s))
+
+
+def take_progress(take) -> tuple[str, float, float]:
+    return live_progress(take.key, take.stage or take.status, take.progress, take.eta_s)
 
 
 def is_ex4d_collection(collection) -> bool:
@@ -135,8 +151,9 @@ def new_take(scene, key: str) -> "EX4D_Take":
 def describe(take) -> str:
     """One line for the panel and the status bar."""
     if take.status in RUNNING:
-        eta = f", {take.eta_s:.0f} s left" if take.eta_s >= 0 else ""
-        return f"{take.name}: {take.stage or take.status} {take.progress:.0f}%{eta}"
+        stage, percent, eta_s = take_progress(take)
+        eta = f", {eta_s:.0f} s left" if eta_s >= 0 else ""
+        return f"{take.name}: {stage or take.status} {percent:.0f}%{eta}"
     if take.status == "succeeded":
         return f"{take.name}: done"
     return f"{take.name}: {take.status}" + (f" - {take.message}" if take.message else "")
@@ -159,12 +176,15 @@ def apply_message(message: jobs.Message, scene_name: str | None) -> None:
         take.job_id = data.get("job_id", "")
         take.status = "queued"
     elif message.kind == "progress":
-        take.status = data.get("state") or take.status
-        take.stage = data.get("stage", "")
-        take.progress = 100.0 * min(max(float(data.get("progress") or 0.0), 0.0), 1.0)
+        # Progress lives in LIVE, not in the take's properties: every property write from Python makes
+        # Blender redraw every window (and a software-rendered viewport stalls the main loop for seconds).
+        # Properties change only with the state, so a saved .blend still knows where the take was.
         eta = data.get("eta_s")
-        take.eta_s = float(eta) if eta is not None else -1.0
+        LIVE[take.key] = (str(data.get("stage") or ""), _percent(data), float(eta) if eta is not None else -1.0)
+        if data.get("state") and data["state"] != take.status:
+            take.status = data["state"]
     elif message.kind == "succeeded":
+        LIVE.pop(take.key, None)
         take.status, take.progress, take.stage, take.message = "succeeded", 100.0, "done", ""
         take.result_path = stored_path(data["result_path"])
         conditioning = data.get("conditioning") or {}
@@ -183,7 +203,8 @@ def apply_message(message: jobs.Message, scene_name: str | None) -> None:
                     f"EX-4D {take.name} done: strip '{strip.name}' on channel {strip.channel}"
                     + (f" ({warning})" if warning else ""))
     elif message.kind in ("failed", "cancelled"):
-        take.status = message.kind
+        stage, percent, _eta = LIVE.pop(take.key, (take.stage, take.progress, -1.0))
+        take.status, take.stage, take.progress = message.kind, stage, percent
         take.message = data.get("message", "")
         _report("ERROR" if message.kind == "failed" else "INFO", f"EX-4D {take.name}: {take.message}")
         _note_connection(data)
@@ -194,9 +215,8 @@ def apply_message(message: jobs.Message, scene_name: str | None) -> None:
 def _apply_import_message(scene, message: "jobs.Message") -> None:
     data = message.data
     settings = scene.ex4d
-    if message.kind == "progress":
-        settings.import_status = str(data.get("stage") or data.get("state") or "")
-        settings.import_progress = 100.0 * min(max(float(data.get("progress") or 0.0), 0.0), 1.0)
+    if message.kind == "progress":  # in LIVE only: see apply_message
+        LIVE[message.task_key] = (str(data.get("stage") or data.get("state") or ""), _percent(data), -1.0)
     elif message.kind == "submitted":
         settings.import_status = "queued"
     elif message.kind == "scene_ready":
@@ -211,8 +231,10 @@ def _apply_import_message(scene, message: "jobs.Message") -> None:
         settings.import_status = "" if message.kind == "cancelled" else "failed"
         _report("ERROR" if message.kind == "failed" else "INFO", f"EX-4D import: {data.get('message', '')}")
         _note_connection(data)
-    _status_bar(f"EX-4D import: {settings.import_status} {settings.import_progress:.0f}%"
-                if settings.import_key else None)
+    if message.kind != "progress":
+        LIVE.pop(message.task_key, None)
+    stage, percent, _eta = live_progress(message.task_key, settings.import_status, 0.0)
+    _status_bar(f"EX-4D import: {stage} {percent:.0f}%" if settings.import_key else None)
     _redraw_progress()
 
 

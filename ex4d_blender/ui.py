@@ -38,7 +38,7 @@ class EX4D_UL_takes(bpy.types.UIList):
         row = layout.row(align=True)
         row.label(text=item.name, icon=icons.get(item.status, "TIME"))
         if item.status in takes.RUNNING:
-            row.label(text=f"{item.progress:.0f}%")
+            row.label(text=f"{takes.take_progress(item)[1]:.0f}%")
         elif item.status == "succeeded":
             row.operator("ex4d.take_show", text="", icon="HIDE_OFF", emboss=False).index = index
         else:
@@ -58,14 +58,15 @@ def draw_takes(layout, context):
     running = jobs.is_running(take.key)
     if running or take.status in takes.RUNNING:
         # Progress and Cancel first: they stay in view however many takes there are.
+        stage, percent, eta_s = takes.take_progress(take)
         row = box.row(align=True)
-        row.prop(take, "progress", text=take.stage or take.status, slider=True)
+        row.label(text=f"{stage or take.status}: {percent:.0f}%", icon="TIME")
         if running:
             row.operator("ex4d.cancel", text="", icon="CANCEL")
         else:  # saved while running, file reopened
             row.operator("ex4d.take_resume", text="", icon="PLAY")
-        if take.eta_s >= 0:
-            box.label(text=f"About {take.eta_s:.0f} s left")
+        if eta_s >= 0:
+            box.label(text=f"About {eta_s:.0f} s left")
     else:
         icon = {"succeeded": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL"}.get(take.status, "INFO")
         message_line(box, f"{take.status.capitalize()}: {take.message}" if take.message else take.status.capitalize(),
@@ -122,8 +123,9 @@ class EX4D_PT_scene(bpy.types.Panel):
         row.operator("ex4d.import_scene", text="Import", icon="IMPORT")
         row.operator("ex4d.import_video", text="From video", icon="FILE_MOVIE")
         if settings.import_key:
+            stage, percent, _eta = takes.live_progress(settings.import_key, settings.import_status or "upload")
             row = layout.row(align=True)
-            row.prop(settings, "import_progress", text=settings.import_status or "upload", slider=True)
+            row.label(text=f"{stage}: {percent:.0f}%", icon="TIME")
             row.operator("ex4d.cancel", text="", icon="CANCEL")
         layout.use_property_split = True
         layout.use_property_decorate = False

@@ -345,7 +345,8 @@ def scenario_main():
         if not len(takes):
             return None
         take = takes[bpy.context.scene.ex4d.active_take]
-        progress_seen.append((take.status, round(take.progress)))
+        live = sys.modules["bl_ext.user_default.ex4d.takes"].take_progress(take)
+        progress_seen.append((take.status, round(live[1])))
         return take.status if take.status in ("succeeded", "failed", "cancelled") else None
 
     mid_shot = None
@@ -358,7 +359,7 @@ def scenario_main():
         time.sleep(0.2)
     job_end = time.monotonic()
     wait_for(lambda: any("done: strip" in line for line in info_log()), 30, "the success report")
-    time.sleep(3.0)
+    time.sleep(1.0)  # an INFO report leaves the status bar after a few seconds
     shot = screenshot("done")
 
     def strip_state():
