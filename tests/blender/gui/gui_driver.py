@@ -59,9 +59,13 @@ def on_main(fn, timeout=60.0):
     return box.get("value")
 
 
+_paused: list[tuple[float, float]] = []  # the driver's own screenshots (the X server is grabbed meanwhile)
+
+
 def gaps_between(start: float, end: float) -> list[float]:
     times = [t for t in _ticks if start <= t <= end]
-    return [b - a for a, b in zip(times, times[1:])]
+    return [b - a for a, b in zip(times, times[1:])
+            if not any(p0 < b and a < p1 for p0, p1 in _paused)]
 
 
 def gap_stats(gaps: list[float]) -> dict:
@@ -77,7 +81,9 @@ def xdo(*args: str) -> str:
 
 def screenshot(name: str) -> str:
     path = os.path.join(OUT, f"{PHASE}-{len(result['screenshots']) + 1:02d}-{name}.png")
+    started = time.monotonic()
     subprocess.run(["import", "-window", "root", path], check=True, capture_output=True)
+    _paused.append((started, time.monotonic()))
     result["screenshots"].append(os.path.basename(path))
     return path
 
@@ -356,7 +362,7 @@ def scenario_main():
         state = on_main(running_state)
         if not state and mid_shot is None and progress_seen and progress_seen[-1][0] == "running":
             mid_shot = screenshot("running")
-        time.sleep(0.2)
+        time.sleep(0.5)
     job_end = time.monotonic()
     wait_for(lambda: any("done: strip" in line for line in info_log()), 30, "the success report")
     time.sleep(1.0)  # an INFO report leaves the status bar after a few seconds
@@ -374,7 +380,8 @@ def scenario_main():
     step("generated", state=state, takes=on_main(take_states), strips=on_main(strip_state),
          info=on_main(info_log), status_bar=status_bar_pixels(shot, height),
          progress_seen=sorted(set(progress_seen)), job_s=round(job_end - job_start, 2),
-         gaps_idle=idle, gaps_job=gap_stats(gaps_between(job_start, job_end)))
+         gaps_idle=idle, gaps_job=gap_stats(gaps_between(job_start, job_end)),
+         load_average=os.getloadavg())
 
     # The engine stops: the connection line must not keep saying "ready" (checked again on Generate).
     result["window"] = [width, height]
