@@ -83,12 +83,21 @@ def draw_takes(layout, context):
         row.operator("ex4d.take_remove", text="", icon="X")
 
 
-class EX4D_PT_main(bpy.types.Panel):
-    bl_label = "EX-4D"
-    bl_idname = "EX4D_PT_main"
+class SidebarPanel:
+    """3D View sidebar > EX-4D tab."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "EX-4D"
+
+
+class SubPanel(SidebarPanel):
+    bl_parent_id = "EX4D_PT_main"
+
+
+class EX4D_PT_main(SidebarPanel, bpy.types.Panel):
+    bl_label = "EX-4D"
+    bl_idname = "EX4D_PT_main"
 
     def draw(self, context):
         layout = self.layout
@@ -108,13 +117,9 @@ class EX4D_PT_main(bpy.types.Panel):
                               f"(Debian: apt install python3-{module}) or use the blender.org build.")
 
 
-class EX4D_PT_scene(bpy.types.Panel):
+class EX4D_PT_scene(SubPanel, bpy.types.Panel):
     bl_label = "Scene"
     bl_idname = "EX4D_PT_scene"
-    bl_parent_id = "EX4D_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "EX-4D"
 
     def draw(self, context):
         layout = self.layout
@@ -159,13 +164,9 @@ class EX4D_PT_scene(bpy.types.Panel):
             message_line(layout, line, icon="ERROR" if not line.startswith("0/") else "CHECKMARK")
 
 
-class EX4D_PT_shot(bpy.types.Panel):
+class EX4D_PT_shot(SubPanel, bpy.types.Panel):
     bl_label = "Shot"
     bl_idname = "EX4D_PT_shot"
-    bl_parent_id = "EX4D_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "EX-4D"
 
     def draw(self, context):
         layout = self.layout
@@ -188,13 +189,9 @@ class EX4D_PT_shot(bpy.types.Panel):
         row.operator("ex4d.import_trajectory", text="Import path", icon="IMPORT")
 
 
-class EX4D_PT_takes(bpy.types.Panel):
+class EX4D_PT_takes(SubPanel, bpy.types.Panel):
     bl_label = "Takes"
     bl_idname = "EX4D_PT_takes"
-    bl_parent_id = "EX4D_PT_main"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "EX-4D"
 
     def draw(self, context):
         draw_takes(self.layout, context)
