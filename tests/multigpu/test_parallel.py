@@ -21,6 +21,7 @@ from ex4d_engine.generation.base import GenerationRequest
 from ex4d_engine.generation.draft import DraftGenerator
 from ex4d_engine.generation.wan.parallel import (
     AUTHKEY_ENV, MULTICAST_OFF_ENV, GangGenerator, GangSpec, RankInfo, check_group_size, gang_command, gang_env)
+from ex4d_engine.generation.gpu_groups import group_sizes
 
 
 def _request(frames: int = 5, seed: int = 1, **overrides) -> GenerationRequest:
@@ -44,9 +45,16 @@ def _ranks(gang: GangGenerator) -> list[psutil.Process]:
 
 
 # ---------------------------------------------------------------------- pure parts
-@pytest.mark.parametrize("size", [1, 2, 4, 5, 8, 10])
-def test_group_sizes_that_divide_the_40_heads_are_accepted(size):
+@pytest.mark.parametrize("size", [1, 2, 4, 8, 10, 20, 40])
+def test_group_sizes_of_one_or_even_divisors_of_the_40_heads_are_accepted(size):
     check_group_size(size)
+    assert size in group_sizes()
+
+
+@pytest.mark.parametrize("size", [5])
+def test_odd_group_sizes_are_refused_because_guidance_splits_over_two_halves(size):
+    with pytest.raises(InputError, match=f"a GPU group of {size} is odd: the two guidance branches run on two halves"):
+        check_group_size(size)
 
 
 @pytest.mark.parametrize("size", [0, 3, 6, 7, 16])
