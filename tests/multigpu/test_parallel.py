@@ -190,3 +190,30 @@ def test_gang_that_cannot_start_is_a_resource_error(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")  # torchrun itself fails
     with pytest.raises(ResourceError, match="exited \\(exit code 1\\) before rank 0 connected"):
         GangGenerator(GangSpec(size=2, generator="draft"), start_timeout_s=30)
+
+
+# ---------------------------------------------------------------------- the Wan gang itself, on gloo
+def test_wan_gang_of_two_splits_guidance_and_returns_the_single_process_video(tmp_path):
+    """The whole GPU-group path on CPU: torchrun, gloo, tiny Wan models loaded on each rank, CFG-parallel
+    (one branch per rank) inside diffsynth's pipeline, the video back over the socket."""
+    import torch
+
+    from ex4d_engine.generation.wan.generator import SamplerSettings, load_generator
+    from ex4d_engine.generation.wan.tiny_models import TINY_SAMPLER, register_tiny_models, write_tiny_model_folder
+
+    folder = str(tmp_path / "wan")
+    write_tiny_model_folder(folder, seed=0)
+    register_tiny_models(folder)
+    request = _request(frames=5, seed=5)
+    single = load_generator(folder, device="cpu", dtype=torch.float32, settings=SamplerSettings(**TINY_SAMPLER))
+    expected = single.generate(request)
+    gang = GangGenerator(GangSpec(size=2, generator="wan", models_dir=folder, tiny=True), start_timeout_s=300)
+    try:
+        assert gang.info["layouts"] == {"cfg": "cfg 2 x ulysses 1", "no_cfg": "cfg 1 x ulysses 2"}
+        video = gang.generate(request)
+    finally:
+        gang.close()
+    assert video.shape == expected.shape
+    diff = np.abs(video.astype(np.int16) - expected.astype(np.int16))
+    assert diff.max() <= 1, (diff.max(), diff.mean())
+    assert expected.std() > 5  # a real picture, not a constant that would match anything
