@@ -318,18 +318,21 @@ def main() -> int:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(args.gpus[:world])
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
                "--max-restarts=0", os.path.abspath(__file__), "--rank"] + [a for a in sys.argv[1:]]
-    proc = subprocess.run(command, env=env, cwd=REPO, timeout=args.timeout_s)
+    try:
+        code = subprocess.run(command, env=env, cwd=REPO, timeout=args.timeout_s).returncode
+    except subprocess.TimeoutExpired:  # the results written so far still count
+        code = "timeout"
     path = os.path.join(args.out, "scaling.json")
     if not os.path.exists(path):
-        print(f"the gang wrote no results (exit code {proc.returncode})", file=sys.stderr)
+        print(f"the gang wrote no results (exit code {code})", file=sys.stderr)
         return 1
     with open(path) as handle:
         data = json.load(handle)
-    data["exit_code"] = proc.returncode
+    data["exit_code"] = code
     print_table(data["results"])
     with open(path, "w") as handle:
         json.dump(data, handle, indent=1)
-    return 0 if proc.returncode == 0 and not any("error" in r for r in data["results"]) else 1
+    return 0 if code == 0 and not any("error" in r for r in data["results"]) else 1
 
 
 def print_table(results: list[dict]) -> None:

@@ -13,8 +13,11 @@ A GPU group of N ranks runs one DiT forward together:
   all-to-all swaps back. Cross-attention (text, CLIP) needs no communication. Wan2.1-14B has
   40 heads, so P must divide 40.
 
-Collectives are ``torch.distributed._functional_collectives`` (traceable), so the DiT blocks stay
-``torch.compile``d under parallelism. Nothing here knows about presets: whatever the blocks'
+The DiT blocks stay ``torch.compile``d under parallelism: the attention core (all-to-all, kernel,
+all-to-all) runs between two compiled parts of each block, so one set of graphs serves every split
+and token count (the attention kernel is opaque to inductor anyway). The collectives are
+``torch.distributed._functional_collectives``, so ``compile_collectives=True`` can trace them in.
+Nothing here knows about presets: whatever the blocks'
 linears are (bf16, FP8) and whichever attention kernel diffsynth's ``flash_attention`` picks, the
 parallel DiT runs it. A token count that does not divide by P is zero-padded at the end and the
 padding is cut off before attention, so the result does not depend on P.
@@ -167,23 +170,33 @@ class UlyssesAttention(torch.nn.Module):
 
     def forward(self, q, k, v):
         owner = self._owner[0]
-        shard = owner.shard
-        if shard is None or shard.sp.size == 1:
-            return owner.attention(q, k, v, self.num_heads)
-        p, n = shard.sp.size, self.num_heads
-        b, local, _ = q.shape
-        # (b, L, P, n/P, d) -> (P, 3, b, L, n/P, d): block j of heads goes to rank j
-        qkv = torch.stack([q, k, v]).view(3, b, local, p, n // p, -1).permute(3, 0, 1, 2, 4, 5)
-        qkv = owner.all_to_all(qkv, shard.sp.group)
-        # received block i = rank i's tokens: (P, 3, b, L, n/P, d) -> (3, b, P*L, (n/P)*d)
-        qkv = qkv.permute(1, 2, 0, 3, 4, 5).reshape(3, b, p * local, -1)
-        q, k, v = qkv[:, :, : shard.seq_len].unbind(0)  # padding never attends or is attended
-        out = owner.attention(q, k, v, n // p)  # (b, S, (n/P)*d)
-        if p * local != shard.seq_len:
-            out = torch.nn.functional.pad(out, (0, 0, 0, p * local - shard.seq_len))
-        out = out.reshape(b, p, local, n // p, -1).permute(1, 0, 2, 3, 4)  # block i -> rank i
-        out = owner.all_to_all(out, shard.sp.group)  # (P, b, L, n/P, d): block j = head group j
-        return out.permute(1, 2, 0, 3, 4).reshape(b, local, -1)
+        return owner.attention_core(owner, self.num_heads, q, k, v)
+
+
+def _ulysses_attention(owner: "ParallelDiT", num_heads: int, q, k, v):
+    """All-to-all, attention over whole sequences on this rank's heads, all-to-all back."""
+    shard = owner.shard
+    if shard is None or shard.sp.size == 1:
+        return owner.attention(q, k, v, num_heads)
+    p, n = shard.sp.size, num_heads
+    b, local, _ = q.shape
+    # (b, L, P, n/P, d) -> (P, 3, b, L, n/P, d): block j of heads goes to rank j
+    qkv = torch.stack([q, k, v]).view(3, b, local, p, n // p, -1).permute(3, 0, 1, 2, 4, 5)
+    qkv = _all_to_all(qkv, shard.sp.group)
+    # received block i = rank i's tokens: (P, 3, b, L, n/P, d) -> (3, b, P*L, (n/P)*d)
+    qkv = qkv.permute(1, 2, 0, 3, 4, 5).reshape(3, b, p * local, -1)
+    q, k, v = qkv[:, :, : shard.seq_len].unbind(0)  # padding never attends or is attended
+    out = owner.attention(q, k, v, n // p)  # (b, S, (n/P)*d)
+    if p * local != shard.seq_len:
+        out = torch.nn.functional.pad(out, (0, 0, 0, p * local - shard.seq_len))
+    out = out.reshape(b, p, local, n // p, -1).permute(1, 0, 2, 3, 4)  # block i -> rank i
+    out = _all_to_all(out, shard.sp.group)  # (P, b, L, n/P, d): block j = head group j
+    return out.permute(1, 2, 0, 3, 4).reshape(b, local, -1)
+
+
+#: Outside torch.compile: the attention kernel is opaque to inductor anyway, and the compiled block
+#: parts around it then depend on no token count or group, so one graph serves every split and size.
+_ulysses_attention_eager = torch.compiler.disable(_ulysses_attention)
 
 
 class ParallelDiT:
@@ -193,18 +206,19 @@ class ParallelDiT:
         dit: diffsynth ``WanModel`` (compiled blocks or not, any linears).
         groups: this rank's groups.
         attention: ``fn(q, k, v, num_heads)`` on (b, s, heads*d); default diffsynth's ``flash_attention``.
-        compile_collectives: keep the all-to-alls inside compiled blocks (one graph per block);
-            False puts a graph break around them.
+        compile_collectives: trace the all-to-alls and the attention into the compiled blocks
+            (one graph per block, but one per split and token count too); default False runs
+            them between two compiled parts of each block.
     """
 
     def __init__(self, dit, groups: ParallelGroups, attention: Optional[Callable] = None,
-                 compile_collectives: bool = True):
+                 compile_collectives: bool = False):
         heads = dit.blocks[0].self_attn.num_heads
         for guidance in (True, False):
             plan_layout(groups.size, guidance, heads)
         self.dit, self.groups = dit, groups
         self.attention = attention or _default_attention
-        self.all_to_all = _all_to_all if compile_collectives else torch.compiler.disable(_all_to_all)
+        self.attention_core = _ulysses_attention if compile_collectives else _ulysses_attention_eager
         self.shard: Optional[_Shard] = None
         self._shards: dict = {}  # one object per split: compiled graphs guard on it
         self._saved = []
@@ -212,7 +226,7 @@ class ParallelDiT:
         for block in dit.blocks:
             self._saved.append((block.self_attn, block.self_attn.attn))
             block.self_attn.attn = UlyssesAttention(block.self_attn.num_heads, self)
-            self._handles.append(block.register_forward_pre_hook(self._shard_block_inputs))
+            self._handles.append(block.register_forward_pre_hook(torch.compiler.disable(self._shard_block_inputs)))
         self._handles.append(dit.head.register_forward_hook(self._gather_head_output))
         _raise_recompile_limits()
 
