@@ -38,6 +38,9 @@ def _check(results: list[dict], ranks: int) -> None:
         assert r["merged_positive"] <= tol and r["merged_negative"] <= tol  # CFG halves (x Ulysses 2 at 4 ranks)
         assert r["no_guidance"] <= tol  # Ulysses over the whole group, 45 tokens padded
         assert r["restored"] == 0.0  # remove() gives back the plain DiT
+        # a step cache (MagCache's interface, fixed plan) per branch: same steps skipped, same outputs
+        assert r["step_cache_matters"] > 100 * tol  # the skipped step really reused an old residual
+        assert r["step_cache_merged"] <= tol and r["step_cache_sequential"] <= tol
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
@@ -64,3 +67,21 @@ def test_plan_layout_splits_guidance_over_halves_of_even_groups(size, guidance, 
 def test_plan_layout_refuses_ulysses_degrees_that_do_not_divide_the_heads(size, guidance):
     with pytest.raises(InputError, match=f"a GPU group of {size} cannot split Wan's 40 attention heads"):
         plan_layout(size, guidance)
+
+
+def test_cfg_merger_keeps_each_branch_step_cache():
+    """diffsynth's CfgMerger clears the per-branch inputs, step caches included; ours keeps them as a pair."""
+    import torch
+
+    from ex4d_engine.generation.wan.dit_parallel import branch_cache_cfg_merger
+
+    posi_cache, nega_cache = object(), object()
+    shared = {"cfg_merge": True, "y": torch.ones(1, 2)}
+    posi = {"context": torch.zeros(1, 3), "tea_cache": posi_cache}
+    nega = {"context": torch.ones(1, 3), "tea_cache": nega_cache}
+    shared, posi, nega = branch_cache_cfg_merger().process(None, shared, posi, nega)
+    assert shared["tea_cache"] == (posi_cache, nega_cache)
+    assert shared["context"].tolist() == [[0, 0, 0], [1, 1, 1]] and shared["y"].shape == (2, 2)
+    assert posi == {} and nega == {}
+    plain = {"cfg_merge": False}
+    assert branch_cache_cfg_merger().process(None, plain, {"tea_cache": posi_cache}, {})[0] == {"cfg_merge": False}

@@ -278,28 +278,88 @@ class ParallelDiT:
             if kwargs.get("reference_latents") is not None:
                 raise InputError("the parallel Wan DiT does not take reference latents")
             groups = self.groups
+            cache = kwargs.get("tea_cache")
             if groups.can_split_cfg and context.shape[0] == 2:  # [positive, negative]: one branch per half
                 i = groups.cfg_index
                 part = {k: (v[i:i + 1] if k in CFG_BATCHED and torch.is_tensor(v) and v.shape[0] == 2 else v)
                         for k, v in kwargs.items()}
+                part["tea_cache"] = cache[i] if isinstance(cache, tuple) else cache  # this branch's step cache
                 with self.sharded(groups.half, seq_len):
-                    out = model_fn(**part)
+                    out = model_fn(**self._shard_cache(part))
                 return _all_gather(out, 0, groups.pair.group)
+            if isinstance(cache, tuple):
+                raise InputError("per-branch step caches need a CFG-parallel (even) group")
             with self.sharded(groups.whole, seq_len):
-                return model_fn(**kwargs)
+                return model_fn(**self._shard_cache(kwargs))
 
         parallel_model_fn.parallel_dit = self
         return parallel_model_fn
 
 
+    def _shard_cache(self, kwargs: dict) -> dict:
+        """A step cache (diffsynth's TeaCache slot: MagCache, TeaCache) sees this rank's tokens only."""
+        cache = kwargs.get("tea_cache")
+        if cache is None or self.shard is None:
+            return kwargs
+        return dict(kwargs, tea_cache=ShardedStepCache(cache, self))
+
+
+class ShardedStepCache:
+    """Adapts a step cache (``check(dit, x, t_mod)`` / ``update(x)`` / ``store(x)`` around the blocks in
+    ``model_fn_wan_video``) to sequence parallel: ``check`` and ``update`` get the full token sequence
+    there, ``store`` this rank's shard; the cache keeps this rank's shard throughout. Its skip decisions
+    must not depend on the tokens (MagCache's are a fixed plan), or the ranks could disagree."""
+
+    def __init__(self, cache, parallel: ParallelDiT):
+        self.cache, self.parallel = cache, parallel
+
+    def _local(self, x):
+        shard = self.parallel.shard
+        if x.shape[1] != shard.seq_len:
+            return x
+        return _pad_rows(x, 1, shard.local * shard.sp.size).narrow(1, shard.sp.rank * shard.local, shard.local)
+
+    def check(self, dit, x, t_mod):
+        return self.cache.check(dit, self._local(x), t_mod)
+
+    def update(self, x):
+        return self.cache.update(self._local(x))  # the head's gather hook then joins the shards
+
+    def store(self, x):
+        return self.cache.store(x)
+
+
 def enable_parallel(pipeline, groups: ParallelGroups, **kwargs) -> ParallelDiT:
     """Run an :class:`~.adapter.WanPipeline`'s DiT over ``groups``: wraps diffsynth's ``model_fn`` and,
-    for an even group, asks the pipeline for both guidance branches in one call (``cfg_merge``)."""
+    for an even group, asks the pipeline for both guidance branches in one call (``cfg_merge``) while
+    keeping each branch's step cache (diffsynth's CfgMerger would drop them)."""
     pipe = pipeline.pipe
     parallel = ParallelDiT(pipe.dit, groups, **kwargs)
     pipe.model_fn = parallel.wrap(pipe.model_fn)
-    pipeline.cfg_merge = groups.can_split_cfg
+    if groups.can_split_cfg:
+        pipeline.cfg_merge = True
+        pipe.units = [branch_cache_cfg_merger() if type(u).__name__ == "WanVideoUnit_CfgMerger" else u
+                      for u in pipe.units]
     return parallel
+
+
+def branch_cache_cfg_merger():
+    """diffsynth's CfgMerger unit, but the two branches' step caches survive as a (positive, negative)
+    pair in the shared inputs (the parallel ``model_fn`` hands each half its own)."""
+    from .adapter import ensure_diffsynth
+
+    ensure_diffsynth()
+    from diffsynth.pipelines.wan_video import WanVideoUnit_CfgMerger
+
+    class BranchCacheCfgMerger(WanVideoUnit_CfgMerger):
+        def process(self, pipe, inputs_shared, inputs_posi, inputs_nega):
+            caches = (inputs_posi.get("tea_cache"), inputs_nega.get("tea_cache"))
+            inputs_shared, inputs_posi, inputs_nega = super().process(pipe, inputs_shared, inputs_posi, inputs_nega)
+            if inputs_shared["cfg_merge"] and caches != (None, None):
+                inputs_shared["tea_cache"] = caches
+            return inputs_shared, inputs_posi, inputs_nega
+
+    return BranchCacheCfgMerger()
 
 
 def _pad_rows(x: torch.Tensor, dim: int, length: int) -> torch.Tensor:
