@@ -170,6 +170,8 @@ class UlyssesAttention(torch.nn.Module):
 
     def forward(self, q, k, v):
         owner = self._owner[0]
+        if not owner.active:  # a plain bool: compiled code guards on it, not on the split
+            return owner.attention(q, k, v, self.num_heads)
         return owner.attention_core(owner, self.num_heads, q, k, v)
 
 
@@ -220,13 +222,14 @@ class ParallelDiT:
         self.attention = attention or _default_attention
         self.attention_core = _ulysses_attention if compile_collectives else _ulysses_attention_eager
         self.shard: Optional[_Shard] = None
+        self.active = False  # shard is not None
         self._shards: dict = {}  # one object per split: compiled graphs guard on it
         self._saved = []
         self._handles = []
         for block in dit.blocks:
             self._saved.append((block.self_attn, block.self_attn.attn))
             block.self_attn.attn = UlyssesAttention(block.self_attn.num_heads, self)
-            self._handles.append(block.register_forward_pre_hook(torch.compiler.disable(self._shard_block_inputs)))
+            self._handles.append(block.register_forward_pre_hook(self._block_pre_hook))
         self._handles.append(dit.head.register_forward_hook(self._gather_head_output))
         _raise_recompile_limits()
 
@@ -238,6 +241,12 @@ class ParallelDiT:
         self._handles, self._saved = [], []
 
     # -- the sequence split, by hooks around diffsynth's own model_fn ---------------------------
+    def _block_pre_hook(self, block, args):
+        if not self.active:  # traced into the compiled block: no graph break without a split
+            return None
+        return self._shard_block_inputs(block, args)
+
+    @torch.compiler.disable
     def _shard_block_inputs(self, block, args):
         shard = self.shard
         if shard is None or shard.sp.size == 1:
@@ -260,10 +269,11 @@ class ParallelDiT:
     def sharded(self, sp: _SPGroup, seq_len: int):
         """Split the tokens over ``sp`` while the context is open (a group of 1: plain forward, same graph)."""
         self.shard = None if sp.size == 1 else self._shards.setdefault((id(sp), seq_len), _Shard(sp, seq_len))
+        self.active = self.shard is not None
         try:
             yield
         finally:
-            self.shard = None
+            self.shard, self.active = None, False
 
     def wrap(self, model_fn: Callable) -> Callable:
         """``model_fn`` (diffsynth's ``model_fn_wan_video`` or one like it) run over the group."""
