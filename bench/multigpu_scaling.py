@@ -302,6 +302,7 @@ def main() -> int:
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.settings = [s.strip() for s in args.settings.split(",")]
     args.work = args.work or os.path.join(args.out, "work")
+    os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     if args.rank:
         return Rank(args).run()
