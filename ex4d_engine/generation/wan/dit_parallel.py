@@ -223,7 +223,7 @@ class ParallelDiT:
         self.attention_core = _ulysses_attention if compile_collectives else _ulysses_attention_eager
         self.shard: Optional[_Shard] = None
         self.active = False  # shard is not None
-        self._shards: dict = {}  # one object per split: compiled graphs guard on it
+        self._shards: dict = {}  # one _Shard per (group, token count)
         self._saved = []
         self._handles = []
         for block in dit.blocks:
