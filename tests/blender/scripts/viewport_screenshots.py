@@ -169,6 +169,8 @@ def screenshot(name):
 
 def run_gui_mode():
     global addon
+    for obj in list(bpy.data.objects):  # the startup cube, light and camera would stand in the scene
+        bpy.data.objects.remove(obj)
     addon, startup_view = import_scene()
     scene = bpy.context.scene
     collection = scene.ex4d.scene_collection
@@ -205,7 +207,7 @@ def run_gui_mode():
                 "markers": sorted((m.frame, m.name) for m in scene.timeline_markers)})
         bpy.ops.wm.quit_blender()
 
-    steps.extend([(20.0, before), (8.0, after), (30.0, shot_view), (0.0, finish)])
+    steps.extend([(40.0, before), (10.0, after), (40.0, shot_view), (0.0, finish)])
 
     def tick():
         try:
@@ -224,6 +226,13 @@ def run_gui_mode():
 
 addon = None
 if MODE == "gui":
-    run_gui_mode()
+    try:
+        run_gui_mode()
+    except Exception:  # a window would stay open: leave with the error instead
+        import traceback
+
+        traceback.print_exc()
+        sys.stdout.flush()
+        os._exit(1)
 else:
     run_render_mode()
