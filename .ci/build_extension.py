@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAYLOAD = os.path.join(REPO, "ex4d_blender")
 MANIFEST = os.path.join(REPO, "blender_manifest.toml")
 #: Engine modules shipped byte-identical inside the add-on.
-SHARED_MODULES = ("contract.py", "interchange.py")
+SHARED_MODULES = ("contract.py", "interchange.py", "safe_zip.py")
 DEFAULT_VENVS = (".venv-bpy50", ".venv-bpy45", ".venv-bpy42")
 
 

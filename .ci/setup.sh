@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up ex4d on a fresh Debian machine (Python 3.11, no GPU). Idempotent: re-running is cheap.
 #
-#   bash .ci/setup.sh demo   # the engine + CLI in .venv (enough for `ex4d demo`, recon, serve with draft)
-#   bash .ci/setup.sh test   # + server, depth, generation extras and the Blender 4.2/4.5/5.0 test venvs
+#   bash .ci/setup.sh demo   # the engine + CLI + server + depth in .venv (`ex4d demo`, recon, serve with draft)
+#   bash .ci/setup.sh test   # + server, depth, generation, cluster (Ray) extras and the Blender 4.2/4.5/5.0 test venvs
 set -euo pipefail
 mode="${1:-demo}"
 cd "$(dirname "$0")/.."
@@ -31,7 +31,7 @@ $PIP install --upgrade pip
 $PIP install "torch==2.13.0"
 if [ "$mode" = test ]; then
   # torch and torchvision pinned on one line, or pip may replace the CPU torch with a CUDA one
-  $PIP install -e ".[dev,server,depth,generate]" "torch==2.13.0" "torchvision==0.28.0"
+  $PIP install -e ".[dev,server,depth,generate,cluster]" "torch==2.13.0" "torchvision==0.28.0"
   # Blender versions the add-on is tested on, each in its own venv (bpy wheels are CPython 3.11 only).
   for spec in "42 bpy==4.2.23" "45 bpy==4.5.15" "50 bpy==5.0.1"; do
     set -- $spec
@@ -40,6 +40,7 @@ if [ "$mode" = test ]; then
     "$venv/bin/python" -m pip --disable-pip-version-check -q install "$2" "numpy<2" requests pytest
   done
 else
-  $PIP install -e . "torch==2.13.0"
+  # server + depth extras: what README shows next (`ex4d serve`, `ex4d recon --depth_backend`) runs too
+  $PIP install -e ".[server,depth]" "torch==2.13.0"
 fi
 echo "ex4d set up ($mode): .venv/bin/ex4d"

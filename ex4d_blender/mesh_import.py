@@ -10,6 +10,12 @@ What it builds:
   visibility as an image sequence (one pixel per vertex, sampled through the same UVs) and the
   material multiplies the video by it, so Blender shows what the engine renders. The same
   visibility drives a toggleable magenta overlay of the hidden regions.
+* ``EX4D Skirt``: the border skirt (the border ring pushed to ``border_depth``) and the two back caps,
+  split off the DW-mesh into the child collection ``EX4D Skirt <name>`` with their own small point
+  cache. The engine keeps them (they occlude), so renders keep them too (WYSIWYG); in the 3D view
+  they would hide the scene inside a giant textured pyramid, so the collection is hidden in the
+  viewport by default (``viewport.setup_after_import``, which the import's callers run) and always
+  shown in the shot-camera view.
 * ``EX4D Source Camera``: the source intrinsics exactly (sensor fit HORIZONTAL, lens, shift,
   pixel aspect), child of the root.
 * ``EX4D Shot``: a free camera at the source pose, ready to keyframe; it becomes the scene camera.
@@ -31,6 +37,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from . import safe_zip
 from .camera_math import blender_settings_from_intrinsics
 from .contract import CONTRACT_VERSION, CV_CAMERA_TO_BLENDER_CAMERA, OPENCV_TO_BLENDER
 
@@ -40,7 +47,10 @@ SCENE_FORMAT = "ex4d.scene"
 OVERLAY_NODE = "EX4D Overlay Strength"
 VISIBILITY_NODE = "EX4D Visibility"
 VISIBILITY_PATTERN = "visible_{:04d}.png"  # scene frame 1 = file 0001
+BORDER_RING_GROUP = "EX4D Border Ring"  # loose in EX4D Mesh when the skirt is split off
 PACKAGE_MEMBERS = ("scene.json", "mesh.npz", "positions.pc2", "source.mp4")
+MESH_ARRAYS = ("vertices", "faces", "uv", "hidden", "hidden_faces")
+MAX_SCENE_JSON_BYTES = 16 << 20
 
 
 class PackageError(ValueError):
@@ -57,7 +67,9 @@ def read_scene_json(package_path: str) -> dict:
             names = set(archive.namelist())
             if "scene.json" not in names:
                 raise PackageError(f"{os.path.basename(package_path)} has no scene.json: not an EX-4D scene package")
-            scene = json.loads(archive.read("scene.json"))
+            scene = json.loads(safe_zip.read(archive, "scene.json", MAX_SCENE_JSON_BYTES))
+    except safe_zip.UnsafeArchiveError as exc:
+        raise PackageError(f"Unsafe package: {exc}") from None
     except zipfile.BadZipFile:
         raise PackageError(f"{os.path.basename(package_path)} is not a zip file: not an EX-4D scene package") from None
     except json.JSONDecodeError as exc:
@@ -73,13 +85,21 @@ def read_scene_json(package_path: str) -> dict:
     members = {"mesh_file": "mesh.npz", "point_cache": "positions.pc2", "source_video": "source.mp4"}
     for key, default in members.items():
         member = scene.setdefault(key, default)
+        try:
+            safe_zip.check_member_name(member if isinstance(member, str) else "")
+        except safe_zip.UnsafeArchiveError as exc:
+            raise PackageError(f"Unsafe package: scene.json {key!r}: {exc}") from None
         if member not in names:
             raise PackageError(f"Package is missing {member} (named by scene.json {key!r})")
     return scene
 
 
 def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
-    """Unpack into a fresh folder under ``data_dir`` (temporary name, renamed when complete)."""
+    """Unpack into a fresh folder under ``data_dir`` (temporary name, renamed when complete).
+
+    The rules of ``safe_zip`` hold: every destination inside the folder, no links, and at most
+    :func:`unpack_limit` bytes in all (the sizes scene.json implies, never over 16 GiB).
+    """
     os.makedirs(data_dir, exist_ok=True)
     stem = os.path.basename(package_path).split(".")[0] or "scene"
     dest = os.path.join(data_dir, stem)
@@ -88,32 +108,61 @@ def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
         dest = os.path.join(data_dir, f"{stem}-{n}")
         n += 1
     tmp = tempfile.mkdtemp(prefix=".ex4d-import-", dir=data_dir)
+    budget = safe_zip.Budget(unpack_limit(scene))
     try:
         with zipfile.ZipFile(package_path) as archive:
+            safe_zip.declared_size(archive, [scene["point_cache"], scene["source_video"], "scene.json",
+                                             scene["mesh_file"]], budget.max_bytes)
             for key in ("point_cache", "source_video"):
-                member = archive.getinfo(scene[key])
+                member = safe_zip.member(archive, scene[key])
                 if member.compress_type == zipfile.ZIP_STORED:
-                    _copy_stored_member(package_path, member, os.path.join(tmp, scene[key]))
+                    _copy_stored_member(package_path, member, tmp, budget)
                 else:
-                    archive.extract(member, tmp)
-            archive.extract("scene.json", tmp)
-            # mesh.npz is itself a zip of .npy files: unpack them and load only what is needed.
-            with archive.open(scene["mesh_file"]) as npz_file, zipfile.ZipFile(npz_file) as npz:
-                for name in npz.namelist():
-                    npz.extract(name, os.path.join(tmp, "mesh"))
+                    safe_zip.extract(archive, scene[key], tmp, budget)
+            safe_zip.extract(archive, "scene.json", tmp, budget)
+            # mesh.npz is itself a zip of .npy files: unpack only the arrays the import reads.
+            with archive.open(safe_zip.member(archive, scene["mesh_file"])) as npz_file, \
+                    zipfile.ZipFile(npz_file) as npz:
+                wanted = [f"{name}.npy" for name in MESH_ARRAYS if f"{name}.npy" in npz.namelist()]
+                safe_zip.declared_size(npz, wanted, budget.max_bytes - budget.used)
+                for name in wanted:
+                    safe_zip.extract(npz, name, os.path.join(tmp, "mesh"), budget)
         os.replace(tmp, dest)
+    except safe_zip.UnsafeArchiveError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PackageError(f"Unsafe package: {exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
 
 
-def _copy_stored_member(package_path: str, member: zipfile.ZipInfo, dest: str) -> None:
+def unpack_limit(scene: dict) -> int:
+    """Bytes a package of this scene may unpack to: what its sizes imply, with slack, capped at 16 GiB.
+
+    Per vertex and frame: 12 (PC2 position) + 1 (hidden flag) + 2 (hidden faces) + 3 (raw RGB, more
+    than the source video needs); per vertex: 12 + 8 + 24 (positions, UVs, two triangles).
+    """
+    try:
+        pixels = max(1, int(scene["width"])) * max(1, int(scene["height"]))
+        frames = max(1, int(scene["num_frames"]))
+    except (KeyError, TypeError, ValueError):
+        return 64 << 20
+    implied = pixels * frames * 18 + pixels * 44
+    return min(safe_zip.MAX_UNPACKED_BYTES, (64 << 20) + implied + implied // 4)
+
+
+def _copy_stored_member(package_path: str, member: zipfile.ZipInfo, root: str, budget: "safe_zip.Budget") -> None:
     """Copy an uncompressed member straight from the zip (kernel copy, no Python-level CRC pass).
 
     The PC2 is ~235 MB at 832x480x49; zipfile.extract spends half its time on the CRC. The size is
     checked here and the PC2 header/size again when it is read.
     """
+    if member.compress_size != member.file_size:
+        raise PackageError(f"{member.filename}: damaged zip entry (stored, but sizes differ)")
+    budget.take(member.file_size, member.filename)
+    dest = safe_zip.destination(root, member.filename)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
     with open(package_path, "rb") as source:
         source.seek(member.header_offset)
         header = source.read(30)
@@ -121,7 +170,8 @@ def _copy_stored_member(package_path: str, member: zipfile.ZipInfo, dest: str) -
             raise PackageError(f"{member.filename}: damaged zip entry")
         name_length, extra_length = struct.unpack("<HH", header[26:30])
         offset = member.header_offset + 30 + name_length + extra_length
-        with open(dest, "wb") as target:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as target:
             remaining = member.file_size
             while remaining > 0:
                 try:
@@ -189,7 +239,10 @@ def read_pc2_header(path: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------- building
 def import_package(scene, package_path: str, data_dir: str, scene_id: str = "", engine_url: str = ""):
-    """Build the EX-4D collection from ``package_path``; returns the collection."""
+    """Build the EX-4D collection from ``package_path``; returns the collection.
+
+    Callers then hand it to ``viewport.setup_after_import`` (skirt hidden, views framed).
+    """
     info = read_scene_json(package_path)
     folder = extract_package(package_path, info, data_dir)
     try:
@@ -218,14 +271,31 @@ def _build(scene, folder: str, info: dict, package_path: str, scene_id: str, eng
     root.empty_display_type = "ARROWS"
     collection.objects.link(root)
 
-    mesh_object = _build_mesh(collection, name, arrays)
-    mesh_object.parent = root
-    mesh_object.matrix_parent_inverse = Matrix.Identity(4)
-    mesh_object.matrix_basis = Matrix(AXIS_MATRIX.tolist())
+    content_faces, skirt_faces = split_skirt(arrays["faces"], arrays["vertices"], width, height,
+                                             info.get("border_depth"))
+    base_vertices = arrays["vertices"] if not len(skirt_faces) else pull_in_border(arrays["vertices"], width, height)
+    mesh_object = _build_mesh(collection, "EX4D Mesh", f"EX4D {name}", base_vertices, content_faces, arrays["uv"])
+    _place_in_engine_frame(mesh_object, root)
     _add_mesh_cache(mesh_object, pc2_path, scene_frame_start=1)
+    if len(skirt_faces):
+        # The border ring is loose in the content mesh: keep it off the point cache, at its inner
+        # neighbours, so that the mesh's bounds (Frame All, View Selected) are the real surfaces.
+        ring_group = mesh_object.vertex_groups.new(name=BORDER_RING_GROUP)
+        ring_group.add(np.flatnonzero(border_ring(width, height)).tolist(), 1.0, "REPLACE")
+        cache = mesh_object.modifiers["EX4D Point Cache"]
+        cache.vertex_group, cache.invert_vertex_group = BORDER_RING_GROUP, True
     first_visibility = write_visibility_sequence(os.path.join(folder, "visibility"), arrays["hidden"], width, height)
-    mesh_object.data.materials.append(
-        _build_material(name, os.path.join(folder, info["source_video"]), first_visibility, num_frames))
+    material = _build_material(name, os.path.join(folder, info["source_video"]), first_visibility, num_frames)
+    mesh_object.data.materials.append(material)
+    skirt_object = None
+    if len(skirt_faces):
+        skirt_collection = bpy.data.collections.new(f"EX4D Skirt {name}")
+        collection.children.link(skirt_collection)
+        skirt_object = _build_skirt(skirt_collection, name, arrays, skirt_faces, pc2_path,
+                                    os.path.join(folder, "skirt.pc2"))
+        _place_in_engine_frame(skirt_object, root)
+        skirt_object.data.materials.append(material)
+        collection["ex4d_skirt_collection"] = skirt_collection
 
     # Scene: the source's resolution, fps and frame range; exact source intrinsics.
     render = scene.render
@@ -262,13 +332,116 @@ def _build(scene, folder: str, info: dict, package_path: str, scene_id: str, eng
     collection["ex4d_K"] = [float(x) for x in K.ravel()]
     collection["ex4d_scene_scale"] = float(info.get("scene_scale", 1.0))
     collection["ex4d_frame_start"] = 1
+    collection["ex4d_border_depth"] = float(info.get("border_depth") or 0.0)
+    if skirt_object is not None:
+        collection["ex4d_skirt"] = skirt_object
+    bounds = content_bounds(arrays["vertices"], width, height, info.get("border_depth"))
+    collection["ex4d_content_bounds"] = bounds["box"]
+    collection["ex4d_depth_range"] = bounds["depth"]
+    collection["ex4d_content_samples"] = bounds["samples"]
     return collection
 
 
-def _build_mesh(collection, name: str, arrays: dict):
-    vertices = np.ascontiguousarray(arrays["vertices"], dtype=np.float32)
-    faces = np.ascontiguousarray(arrays["faces"], dtype=np.int32)
-    mesh = bpy.data.meshes.new(f"EX4D {name}")
+def _place_in_engine_frame(mesh_object, root) -> None:
+    """Child of the root with local matrix AXIS_MATRIX: mesh coordinates stay engine coordinates."""
+    mesh_object.parent = root
+    mesh_object.matrix_parent_inverse = Matrix.Identity(4)
+    mesh_object.matrix_basis = Matrix(AXIS_MATRIX.tolist())
+
+
+# ---------------------------------------------------------------------- skirt
+def border_ring(width: int, height: int) -> np.ndarray:
+    """(H*W,) bool: the grid's outermost ring of vertices (rows 0, H-1 and columns 0, W-1)."""
+    ring = np.zeros((height, width), dtype=bool)
+    ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
+    return ring.ravel()
+
+
+def pull_in_border(vertices: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Copy of the (H*W, 3) grid vertices with each border-ring vertex moved onto its inner neighbour."""
+    rows = np.clip(np.arange(height), 1, max(height - 2, 0))
+    cols = np.clip(np.arange(width), 1, max(width - 2, 0))
+    inner = (rows[:, None] * width + cols[None, :]).ravel()
+    return np.asarray(vertices)[inner]
+
+
+def split_skirt(faces: np.ndarray, vertices: np.ndarray, width: int, height: int,
+                border_depth) -> tuple[np.ndarray, np.ndarray]:
+    """(content faces, skirt faces) of the DW-mesh.
+
+    The engine pushes the border ring to ``border_depth`` (docs/dwmesh.md): every face touching that
+    ring is skirt, and so are the back caps (they join the four corners). A package whose ring does
+    not sit at ``border_depth`` has no skirt: all faces are content.
+    """
+    faces = np.asarray(faces)
+    ring = border_ring(width, height)
+    if border_depth is None or not len(faces):
+        return faces, faces[:0]
+    ring_depth = np.asarray(vertices, dtype=np.float64)[ring, 2]
+    if not np.allclose(ring_depth, float(border_depth), rtol=1e-4, atol=1e-6):
+        return faces, faces[:0]
+    is_skirt = ring[faces].any(axis=1)
+    return faces[~is_skirt], faces[is_skirt]
+
+
+def _build_skirt(skirt_collection, name: str, arrays: dict, skirt_faces: np.ndarray, pc2_path: str,
+                 skirt_pc2_path: str):
+    """The skirt as its own object: only the vertices it uses, with a point cache cut from the main one."""
+    used = np.unique(skirt_faces)
+    remap = np.full(len(arrays["vertices"]), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    skirt_object = _build_mesh(skirt_collection, "EX4D Skirt", f"EX4D Skirt {name}", arrays["vertices"][used],
+                               remap[skirt_faces], arrays["uv"][used])
+    # Which grid vertex each skirt vertex is (for its visibility, see coverage.py).
+    attribute = skirt_object.data.attributes.new("ex4d_grid_vertex", "INT", "POINT")
+    attribute.data.foreach_set("value", used.astype(np.int32))
+    write_pc2_subset(pc2_path, skirt_pc2_path, used)
+    _add_mesh_cache(skirt_object, skirt_pc2_path, scene_frame_start=1)
+    return skirt_object
+
+
+def write_pc2_subset(source_path: str, dest_path: str, indices: np.ndarray) -> None:
+    """A PC2 holding only the points ``indices`` of ``source_path`` (same frames, same header fields)."""
+    num_points, num_samples = read_pc2_header(source_path)
+    with open(source_path, "rb") as handle:
+        header = bytearray(handle.read(32))
+    positions = np.memmap(source_path, dtype="<f4", mode="r", offset=32, shape=(num_samples, num_points, 3))
+    struct.pack_into("<i", header, 16, len(indices))
+    with open(dest_path, "wb") as handle:
+        handle.write(bytes(header))
+        for frame in range(num_samples):
+            handle.write(np.ascontiguousarray(positions[frame, indices]).tobytes())
+    del positions
+
+
+def content_bounds(vertices: np.ndarray, width: int, height: int, border_depth) -> dict:
+    """Engine-space box, depth range and sample points of the scene's real surfaces (frame 0), not the skirt.
+
+    The border ring is left out when it is the skirt, and so are far outliers (sky, stray depth):
+    the box spans the 1st..99th percentile on each axis; the samples (flat x, y, z list) are clipped
+    to it. That is what framing a view needs.
+    """
+    points = np.asarray(vertices, dtype=np.float64)
+    ring = border_ring(width, height)
+    if border_depth is not None and np.allclose(points[ring, 2], float(border_depth), rtol=1e-4, atol=1e-6):
+        points = points[~ring]
+    points = points[np.isfinite(points).all(axis=1)]
+    if not len(points):
+        raise PackageError("mesh.npz has no finite vertex inside the border")
+    low, high = np.percentile(points, 1.0, axis=0), np.percentile(points, 99.0, axis=0)
+    depth = points[:, 2]
+    # ~1000 surface points spread over the grid, pulled into the box: what a view must hold.
+    step = max(1, int(np.sqrt(len(points) / 1000)))
+    samples = np.clip(points[::step], low, high)
+    return {"box": [float(x) for x in (*low, *high)], "depth": [float(depth.min()), float(depth.max())],
+            "samples": [float(x) for x in samples.ravel()]}
+
+
+def _build_mesh(collection, object_name: str, mesh_name: str, vertices: np.ndarray, faces: np.ndarray,
+                uv: np.ndarray):
+    vertices = np.ascontiguousarray(vertices, dtype=np.float32)
+    faces = np.ascontiguousarray(faces, dtype=np.int32)
+    mesh = bpy.data.meshes.new(mesh_name)
     mesh.vertices.add(len(vertices))
     mesh.vertices.foreach_set("co", vertices.ravel())
     mesh.loops.add(faces.size)
@@ -280,10 +453,10 @@ def _build_mesh(collection, name: str, arrays: dict):
     mesh.polygons.add(len(faces))
     mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
     mesh.uv_layers.new(name="source_uv")
-    corner_uv = np.ascontiguousarray(arrays["uv"], dtype=np.float32)[faces.ravel()].ravel()
+    corner_uv = np.ascontiguousarray(uv, dtype=np.float32)[faces.ravel()].ravel()
     mesh.attributes["source_uv"].data.foreach_set("vector", corner_uv)
     mesh.update(calc_edges=True)
-    mesh_object = bpy.data.objects.new("EX4D Mesh", mesh)
+    mesh_object = bpy.data.objects.new(object_name, mesh)
     collection.objects.link(mesh_object)
     mesh_object["ex4d_overlay"] = False
     return mesh_object
@@ -382,6 +555,7 @@ def _build_material(name: str, video_path: str, first_visibility_path: str, num_
     links.new(overlay.outputs["Result"], emission.inputs["Color"])
     output = nodes.new("ShaderNodeOutputMaterial")
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    nodes.active = colour  # Solid shading with colour "Texture" shows the active image: the video
     return material
 
 

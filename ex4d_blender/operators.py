@@ -10,7 +10,7 @@ import uuid
 import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import jobs, mesh_import, prefs, scene_camera, sequencer, takes
+from . import coverage, jobs, mesh_import, prefs, scene_camera, sequencer, takes, viewport
 from .camera_math import CameraSettingsError
 from .client import EngineClient, ServerError, is_loopback
 from .contract import Trajectory, TrajectoryError
@@ -135,6 +135,7 @@ class EX4D_OT_import_scene(bpy.types.Operator, ImportHelper):
             collection = mesh_import.import_package(context.scene, self.filepath, prefs.data_dir(context),
                                                     scene_id=self.scene_id,
                                                     engine_url=prefs.get_prefs(context).engine_url)
+            viewport.setup_after_import(context.scene, collection)
         except USER_ERRORS as exc:
             self.report({"ERROR"}, f"Import failed: {_error_text(exc)}")
             return {"CANCELLED"}
@@ -379,6 +380,70 @@ class EX4D_OT_toggle_overlay(bpy.types.Operator):
         return {"FINISHED"}
 
 
+VIEWPORT_ACTIONS = [
+    ("TOGGLE_SKIRT", "Skirt & back caps", "Show or hide the border skirt and back caps in the 3D views "
+     "(renders and the shot view always keep them: the engine renders them)"),
+    ("FRAME", "Frame scene", "Frame the scene's real surfaces (not the skirt) in this 3D view"),
+    ("SHOT_VIEW", "Open shot view", "Split the 3D view: the new part looks through the shot camera, live, "
+     "and shows exactly what the engine renders"),
+    ("COVERAGE", "Check shot coverage", "Estimate per frame how much of the shot the engine can render; "
+     "frames below the threshold get an 'EX4D n%' timeline marker"),
+]
+
+
+class EX4D_OT_viewport(bpy.types.Operator):
+    """EX-4D scene in the 3D view: skirt toggle, framing, live shot view, shot coverage"""
+
+    bl_idname = "ex4d.viewport"
+    bl_label = "EX-4D view"
+
+    action: bpy.props.EnumProperty(items=VIEWPORT_ACTIONS, default="FRAME")
+    threshold_pct: bpy.props.FloatProperty(name="Flag below (%)", default=coverage.DEFAULT_THRESHOLD_PCT,
+                                           min=0.0, max=100.0)
+    samples: bpy.props.IntProperty(name="Rays per frame", default=coverage.DEFAULT_SAMPLES, min=16)
+    frame_step: bpy.props.IntProperty(name="Frame step", default=1, min=1,
+                                      description="Check every n-th frame (and the last): faster on long shots")
+
+    @classmethod
+    def description(cls, context, properties):
+        return next(text for key, _name, text in VIEWPORT_ACTIONS if key == properties.action)
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            collection = active_ex4d_collection(context)
+            camera = scene.ex4d.shot_camera or scene.camera
+            if self.action == "TOGGLE_SKIRT":
+                visible = not viewport.skirt_visible(scene, collection)
+                viewport.set_skirt_visible(scene, collection, visible)
+                self.report({"INFO"}, f"Skirt and back caps {'shown' if visible else 'hidden'} in the 3D views")
+            elif self.action == "FRAME":
+                areas = [context.area] if context.area and context.area.type == "VIEW_3D" else viewport.view3d_areas()
+                for area in areas:
+                    viewport.frame_view(area, collection)
+            elif self.action == "SHOT_VIEW":
+                if camera is None:
+                    raise RuntimeError("The scene has no shot camera")
+                viewport.open_shot_view(context, camera)
+            else:
+                frame_start, frame_end = shot_frame_range(scene)
+                wm = context.window_manager
+                frames = coverage.coverage_frames(frame_start, frame_end, self.frame_step)
+                wm.progress_begin(0, len(frames))
+                try:
+                    fractions = coverage.estimate_coverage(scene, collection, camera, frame_start, frame_end,
+                                                           self.samples, lambda done, _total: wm.progress_update(done),
+                                                           self.frame_step)
+                finally:
+                    wm.progress_end()
+                flagged = coverage.publish(scene, collection, camera.name, frames, fractions, self.threshold_pct)
+                self.report({"WARNING" if flagged else "INFO"}, f"Shot coverage: {coverage.summary(collection)}")
+        except USER_ERRORS as exc:
+            self.report({"ERROR"}, f"{self.action.replace('_', ' ').capitalize()}: {_error_text(exc)}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 class EX4D_OT_export_trajectory(bpy.types.Operator, ExportHelper):
     """Write the shot camera's path (evaluated per frame) as ex4d.trajectory, nerfstudio or COLMAP"""
 
@@ -458,6 +523,7 @@ classes = (
     EX4D_OT_take_show,
     EX4D_OT_take_remove,
     EX4D_OT_toggle_overlay,
+    EX4D_OT_viewport,
     EX4D_OT_export_trajectory,
     EX4D_OT_import_trajectory,
 )

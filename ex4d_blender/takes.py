@@ -135,7 +135,7 @@ def apply_message(message: jobs.Message, scene_name: str | None) -> None:
 
 
 def _apply_import_message(scene, message: jobs.Message) -> None:
-    from . import mesh_import, prefs
+    from . import mesh_import, prefs, viewport
 
     data = message.data
     settings = scene.ex4d
@@ -148,6 +148,7 @@ def _apply_import_message(scene, message: jobs.Message) -> None:
         try:
             collection = mesh_import.import_package(scene, data["package_path"], prefs.data_dir(),
                                                     scene_id=data["scene_id"], engine_url=data["url"])
+            viewport.setup_after_import(scene, collection)
         except Exception as exc:
             settings.import_status = f"import failed: {exc}"
             _report("ERROR", f"EX-4D import failed: {exc}")

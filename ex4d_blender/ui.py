@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import jobs, mesh_import, prefs, takes
+from . import coverage, jobs, mesh_import, prefs, takes, viewport
 
 
 class EX4D_UL_takes(bpy.types.UIList):
@@ -82,7 +82,18 @@ class EX4D_PT_main(bpy.types.Panel):
                            f"{collection['ex4d_num_frames']} frames @ {collection['ex4d_fps']:g} fps")
             mesh_object = collection.get("ex4d_mesh")
             overlay_on = bool(mesh_object and mesh_object.get("ex4d_overlay"))
-            box.operator("ex4d.toggle_overlay", depress=overlay_on, icon="OVERLAY")
+            row = box.row(align=True)
+            row.operator("ex4d.toggle_overlay", depress=overlay_on, icon="OVERLAY")
+            if viewport.skirt_collection(collection) is not None:
+                row.operator("ex4d.viewport", text="Skirt", icon="MOD_SOLIDIFY",
+                             depress=viewport.skirt_visible(scene, collection)).action = "TOGGLE_SKIRT"
+            row = box.row(align=True)
+            row.operator("ex4d.viewport", text="Frame scene", icon="ZOOM_ALL").action = "FRAME"
+            row.operator("ex4d.viewport", text="Open shot view", icon="VIEW_CAMERA").action = "SHOT_VIEW"
+            box.operator("ex4d.viewport", text="Check shot coverage", icon="HIDE_OFF").action = "COVERAGE"
+            line = coverage.summary(collection)
+            if line:
+                box.label(text=line, icon="ERROR" if not line.startswith("0/") else "CHECKMARK")
 
         box = layout.box()
         box.label(text="Shot", icon="CAMERA_DATA")

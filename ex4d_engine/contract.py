@@ -1,8 +1,8 @@
 """The ex4d coordinate and trajectory contract (version 1), written once.
 
-Engine, server and Blender add-on all use this module; ``ex4d_blender/contract.py`` is a
-byte-identical copy (a test enforces it). It imports only the standard library and numpy,
-never torch or bpy, and nothing else from ``ex4d_engine``.
+Engine, server and Blender add-on all use this module (the add-on gets it vendored at build time,
+see docs/architecture.md). It imports only the standard library, numpy and ``.errors``, never
+torch or bpy.
 
 Conventions (docs/coordinates.md says the same with pictures):
 
@@ -34,6 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write
+from .errors import InputError
+
 CONTRACT_VERSION = 1
 TRAJECTORY_FORMAT = "ex4d.trajectory"
 
@@ -53,10 +56,10 @@ CV_CAMERA_TO_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 ROTATION_TOLERANCE = 1e-4
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(InputError):
     """A trajectory breaks the contract. The message names the frame and the field.
 
-    The engine re-raises it as ``ex4d_engine.errors.InputError``; the add-on shows it as is.
+    An ``invalid_input`` of the error table: every caller reports it as it is.
     """
 
 
@@ -202,7 +205,7 @@ class Trajectory:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temporary name + rename)."""
-        write_text_atomic(path, self.validate().to_json())
+        atomic_write(path, self.validate().to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Trajectory":
@@ -276,21 +279,6 @@ def blender_matrix_world_to_engine_w2c(matrix_world: np.ndarray, import_matrix: 
     scale = np.cbrt(np.linalg.det(c2w_engine[:3, :3]))
     c2w_engine[:3, :3] /= scale  # a uniform scene scale leaves a scaled rotation; keep the direction
     return invert_rigid(c2w_engine)
-
-
-# ---------------------------------------------------------------------- files
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary name beside ``path``, then rename; no partial file is left behind."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------- checks

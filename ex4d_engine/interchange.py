@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path, atomic_write
+from .errors import NotFoundError
 from .contract import (
     CV_CAMERA_TO_BLENDER_CAMERA,
     Trajectory,
@@ -50,7 +52,6 @@ from .contract import (
     _validate_w2c,
     intrinsics_matrix,
     invert_rigid,
-    write_text_atomic,
 )
 
 #: Format names, as the CLI and the add-on spell them.
@@ -159,7 +160,8 @@ def trajectory_from_seed_arrays(
 def save_seed_npz(trajectory: Trajectory, path: str | os.PathLike, *, allow_lossy: bool = False) -> None:
     """Write the seed's ``camera_*.npz`` layout (compressed, float32) atomically."""
     arrays = trajectory_to_seed_arrays(trajectory, allow_lossy=allow_lossy)
-    _write_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def load_seed_npz(
@@ -274,7 +276,7 @@ def trajectory_from_nerfstudio(data: Any, *, source: str = "camera_path.json") -
 
 
 def save_nerfstudio(trajectory: Trajectory, path: str | os.PathLike, *, allow_lossy: bool = False) -> None:
-    write_text_atomic(path, json.dumps(trajectory_to_nerfstudio(trajectory, allow_lossy=allow_lossy), indent=1))
+    atomic_write(path, json.dumps(trajectory_to_nerfstudio(trajectory, allow_lossy=allow_lossy), indent=1))
 
 
 def load_nerfstudio(path: str | os.PathLike) -> Trajectory:
@@ -359,7 +361,7 @@ def save_colmap(trajectory: Trajectory, directory: str | os.PathLike) -> None:
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     for name, text in texts.items():
-        write_text_atomic(os.path.join(directory, name), text)
+        atomic_write(os.path.join(directory, name), text)
 
 
 def load_colmap(directory: str | os.PathLike, *, fps: float = DEFAULT_FPS) -> Trajectory:
@@ -484,6 +486,30 @@ def detect_format(path: str | os.PathLike, *, for_output: bool = False) -> str:
     )
 
 
+def trajectory_from_document(data: Any, source: str = "trajectory") -> Trajectory:
+    """A decoded JSON document holding a camera path, in whichever form ex4d writes or reads one.
+
+    Accepted: an ``ex4d.trajectory`` document; a record wrapping one under ``"trajectory"``
+    (``recon_{cam}.json``); a nerfstudio ``camera_path.json`` document (converted). Anything else is a
+    :class:`TrajectoryError` that names what was found and how to convert it.
+    """
+    ex4d_keys = {"format", "version", "frames"}
+    if isinstance(data, dict) and ex4d_keys & set(data) and "camera_path" not in data and "trajectory" not in data:
+        try:
+            return Trajectory.from_dict(data)
+        except TrajectoryError as exc:
+            raise TrajectoryError(f"{source}: {exc.message}") from None
+    if isinstance(data, dict) and isinstance(data.get("trajectory"), dict):  # recon_{cam}.json and friends
+        return trajectory_from_document(data["trajectory"], f"{source}: trajectory")
+    if isinstance(data, dict) and ("camera_path" in data or "keyframes" in data):
+        return trajectory_from_nerfstudio(data, source=source)
+    found = f"a JSON object with keys {', '.join(sorted(map(str, data))[:6])}" if isinstance(data, dict) \
+        else f"a JSON {type(data).__name__}"
+    raise TrajectoryError(f"{source}: {found}, not a camera path. ex4d reads ex4d.trajectory, recon_*.json, "
+                          "nerfstudio camera_path.json, seed camera_*.npz and COLMAP text; convert other files "
+                          "with `ex4d trajectory convert IN OUT.json`")
+
+
 def load_trajectory(
     path: str | os.PathLike,
     fmt: str | None = None,
@@ -492,8 +518,14 @@ def load_trajectory(
     height: int | None = None,
     fps: float | None = None,
 ) -> Trajectory:
-    """Read any supported format. ``width`` / ``height`` only apply to seed-npz, ``fps`` to seed-npz and colmap;
-    passing them for a format that stores them is an error (they would silently disagree)."""
+    """Read any supported format: the one place a camera path file comes in (validated here, once).
+
+    ``width`` / ``height`` only apply to seed-npz, ``fps`` to seed-npz and colmap; passing them for a
+    format that stores them is an error (they would silently disagree). A missing file is a
+    :class:`NotFoundError`, anything malformed a :class:`TrajectoryError` naming the file.
+    """
+    if not os.path.exists(path):
+        raise NotFoundError(f"trajectory file not found: {os.fspath(path)}")
     fmt = fmt or detect_format(path)
     stored = {"ex4d": ("width", "height", "fps"), "nerfstudio": ("width", "height", "fps"), "colmap": ("width", "height")}
     given = {"width": width, "height": height, "fps": fps}
@@ -502,7 +534,7 @@ def load_trajectory(
         raise TrajectoryError(f"{os.fspath(path)}: a {fmt} trajectory stores its own {', '.join(clash)}; do not pass them")
     fps = DEFAULT_FPS if fps is None else fps
     if fmt == "ex4d":
-        return Trajectory.load(path)
+        return trajectory_from_document(_read_json(os.fspath(path)), os.fspath(path))
     if fmt == "seed-npz":
         return load_seed_npz(path, width=width, height=height, fps=fps)
     if fmt == "nerfstudio":
@@ -596,18 +628,6 @@ def _read_json(path: str) -> Any:
         raise TrajectoryError(f"{path}: not valid JSON: {exc}") from None
 
 
-def _write_atomic(path: str | os.PathLike, write) -> None:
-    """Call ``write(binary_handle)`` on a temporary file beside ``path``, then rename it into place."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _short(value: Any) -> str:

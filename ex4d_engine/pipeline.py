@@ -10,113 +10,29 @@ The CLI (``ex4d recon``), the server and the demo all go through here::
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from . import video_io
-from .contract import Trajectory, TrajectoryError
+from .contract import Trajectory
 from .errors import InputError
 from .generation.base import CancelCheck, SceneGeometry, check_cancel
-from .intrinsics import Intrinsics, resolve_intrinsics
-from .mesh import DWMeshSequence, MeshOptions, build_dwmesh
+from .intrinsics import resolve_intrinsics
+from .mesh import DWMeshSequence, build_dwmesh
 from .presets import make_preset, pivot_radius
 from .raster import get_rasterizer
 from .raster.base import Rasterizer, mvp_matrices
+from .scene import ReconOptions, Scene  # noqa: F401  (re-exported: the pipeline's inputs)
 
 #: progress(fraction 0..1, stage)
 Progress = Callable[[float, str], None]
 
 #: The seed's visibility threshold on rendered alpha (0..255).
 MASK_ALPHA_THRESHOLD = 125
-
-
-@dataclass(frozen=True)
-class ReconOptions:
-    """Options of the reconstruction, recorded in the scene.
-
-    Attributes:
-        num_frames: frames taken from the start of the clip (seed: 49); a shorter clip uses all it has.
-        only_first_frame: static scene: frame 0's mesh for every camera.
-        fov_deg / focal_px: source intrinsics (horizontal FOV, or focal in working-resolution pixels);
-            neither: the seed's f = 500 px; ``fov_auto``: the depth model's estimate.
-        max_long_side / size_multiple: working resolution rule (seed: 1024 / 64).
-        mesh: DW-mesh construction options.
-        renderer: "auto", "opengl" or "nvdiffrast".
-        device: torch device for mesh building and depth models ("auto": CUDA when present).
-        depthcrafter_repo: the user's DepthCrafter checkout (``depthcrafter`` backend only).
-        stabilise_depth: temporal scale/shift stabilisation of per-frame depth models.
-    """
-
-    num_frames: int = 49
-    only_first_frame: bool = False
-    fov_deg: Optional[float] = None
-    focal_px: Optional[float] = None
-    fov_auto: bool = False
-    max_long_side: int = 1024
-    size_multiple: int = 64
-    mesh: MeshOptions = field(default_factory=MeshOptions)
-    renderer: str = "auto"
-    device: str = "auto"
-    depthcrafter_repo: Optional[str] = None
-    stabilise_depth: bool = True
-
-
-@dataclass
-class Scene:
-    """A reconstructed clip: source frames, depth and source intrinsics at the working resolution."""
-
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    depth: np.ndarray  # (T, H, W) float32, planar z-depth
-    intrinsics: Intrinsics
-    fps: float
-    depth_source: str
-    depth_units: str
-    options: ReconOptions
-    scene_scale: float = 1.0
-
-    @property
-    def K(self) -> np.ndarray:
-        return self.intrinsics.K
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def height(self) -> int:
-        return int(self.frames.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.frames.shape[2])
-
-    # -------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> None:
-        """Store as one .npz (arrays + JSON metadata), atomically."""
-        meta = {
-            "K": self.K.tolist(), "intrinsics_source": self.intrinsics.source, "fps": self.fps,
-            "depth_source": self.depth_source, "depth_units": self.depth_units, "scene_scale": self.scene_scale,
-            "options": asdict(self.options),
-        }
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, frames=self.frames, depth=self.depth, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Scene":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            frames, depth = data["frames"], data["depth"]
-        opts = dict(meta["options"])
-        opts["mesh"] = MeshOptions(**opts["mesh"])
-        return cls(frames, depth, Intrinsics(np.asarray(meta["K"]), meta["intrinsics_source"]), meta["fps"],
-                   meta["depth_source"], meta["depth_units"], ReconOptions(**opts), meta["scene_scale"])
 
 
 @dataclass
@@ -153,26 +69,26 @@ def load_scene(
     if options.num_frames < 1:
         raise InputError(f"num_frames must be >= 1, got {options.num_frames}")
     if depth_file is None and depth_backend in (None, "file"):
-        raise InputError("no depth given: pass --depth_file, or a depth backend (see `ex4d models`)")
+        raise InputError("no depth given: pass --depth_file FILE, or --depth_backend NAME (depth-anything is the "
+                         "licence-clean one; `ex4d models` lists them and their weights)")
     _report(progress, 0.0, "reading video")
     info = video_io.probe(video_path)
-    size = video_io.working_size(info.width, info.height, options.size_multiple, options.max_long_side)
-    clip = video_io.read_video(video_path, max_frames=options.num_frames, size=size)
-    t, h, w = clip.frames.shape[:3]
+    w, h = video_io.working_size(info.width, info.height, options.size_multiple, options.max_long_side)
+    model_focal = None
+    if depth_file is not None:  # checked before the video is decoded: a bad depth file fails in a second
+        depth_frames = 1 if options.only_first_frame else min(options.num_frames, info.num_frames)
+        depth = _read_depth_file(depth_file, info, w, h, depth_frames)
+    clip = video_io.read_video(video_path, max_frames=options.num_frames, size=(w, h))
+    t = clip.frames.shape[0]
 
     check_cancel(should_cancel)
     _report(progress, 0.2, "depth")
-    model_focal = None
     if depth_file is not None:
-        from .depth.file import load_depth_file, validate_depth
-
-        depth = load_depth_file(depth_file)
-        where = f"depth file {os.fspath(depth_file)}"
-        if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
-            # depth given at the source resolution: check every value, then resize like the frames
-            depth = _resize_depth(validate_depth(depth, t, info.height, info.width, source=where), w, h)
-        depth = validate_depth(depth, t, h, w, source=where)
-        depth_source, depth_units = "file", "depth-file units"
+        if options.only_first_frame and len(depth) < t:  # one depth frame is all a static scene needs
+            depth = np.repeat(depth[:1], t, axis=0)
+        if len(depth) < t:
+            raise InputError(f"depth file {os.fspath(depth_file)} has {len(depth)} frames, the video has {t}")
+        depth, depth_source, depth_units = depth[:t], "file", "depth-file units"
     else:
         from .depth import estimate_depth
         from .depth.file import validate_depth
@@ -193,6 +109,20 @@ def load_scene(
                                     model_focal_px=model_focal if options.fov_auto else None)
     _report(progress, 1.0, "scene ready")
     return Scene(clip.frames, depth, intrinsics, clip.fps, depth_source, depth_units, options)
+
+
+def _read_depth_file(path, info, w: int, h: int, frames: int) -> np.ndarray:
+    """The depth file's first ``frames`` frames at the working size, checked (header first, then values)."""
+    from .depth.file import load_depth_file, validate_depth
+
+    depth = load_depth_file(path, sizes={(info.width, info.height), (w, h)}, max_frames=frames)
+    if depth.ndim == 2:  # one frame
+        depth = depth[None]
+    where = f"depth file {os.fspath(path)}"
+    if depth.ndim == 3 and depth.shape[1:] == (info.height, info.width) and (h, w) != (info.height, info.width):
+        # depth given at the source resolution: check every value, then resize like the frames
+        depth = _resize_depth(validate_depth(depth, frames, info.height, info.width, source=where), w, h)
+    return validate_depth(depth, frames, h, w, source=where)
 
 
 def _resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -219,18 +149,6 @@ def preset_trajectory(scene: Scene, name: str, num_frames: Optional[int] = None,
     radius = pivot_radius(scene.depth[0], scene.options.mesh.border_depth)
     return make_preset(name, num_frames=num_frames or scene.num_frames, K=scene.K, width=scene.width,
                        height=scene.height, fps=scene.fps, radius=radius, use_seed_rounds=use_seed_rounds)
-
-
-def load_trajectory(path: str | os.PathLike) -> Trajectory:
-    """Read an ``ex4d.trajectory`` file; contract violations become InputError naming frame and field."""
-    try:
-        return Trajectory.load(path)
-    except FileNotFoundError:
-        from .errors import NotFoundError
-
-        raise NotFoundError(f"trajectory file not found: {os.fspath(path)}") from None
-    except (TrajectoryError, UnicodeDecodeError) as exc:
-        raise InputError(f"trajectory {os.fspath(path)}: {exc}") from None
 
 
 # --------------------------------------------------------------- geometry
@@ -339,18 +257,31 @@ def save_conditioning(
     colour_path: str | os.PathLike,
     mask_path: str | os.PathLike,
     mask_format: str = "mp4",
+    colour_format: str = "mp4",
 ) -> None:
-    """Write the colour video and the mask (lossless mp4, or a folder of PNGs for ``mask_format='png'``).
+    """Write the colour and the mask. The mask: lossless mp4, or a folder of PNGs (``mask_format='png'``).
 
-    The mask is written first: a colour file never exists without its mask.
+    The colour: ``mp4`` (H.264 yuv420p, plays everywhere; lossy), ``lossless`` (H.264 RGB qp 0, exact) or
+    ``png`` (a folder of PNGs, exact). The mask is written first: a colour file never exists without its mask.
     """
+    if colour_format not in COLOUR_FORMATS:
+        raise InputError(f"colour format must be one of {', '.join(COLOUR_FORMATS)}, got {colour_format!r}")
     if mask_format == "png":
         video_io.write_png_sequence(mask_path, conditioning.mask, prefix="mask")
     elif mask_format == "mp4":
         video_io.write_mask_video(mask_path, conditioning.mask, fps)
     else:
         raise InputError(f"mask format must be 'mp4' or 'png', got {mask_format!r}")
-    video_io.write_video(colour_path, conditioning.colour, fps)
+    if colour_format == "png":
+        video_io.write_png_sequence(colour_path, conditioning.colour, prefix="color")
+    elif colour_format == "lossless":
+        video_io.write_lossless_video(colour_path, conditioning.colour, fps)
+    else:
+        video_io.write_video(colour_path, conditioning.colour, fps)
+
+
+#: How the colour conditioning can be written (``ex4d recon --color_format``).
+COLOUR_FORMATS = ("mp4", "lossless", "png")
 
 
 def _report(progress: Optional[Progress], fraction: float, stage: str) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
+
 
 def write_ply(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray) -> None:
     """vertices (V, 3) float, faces (F, 3) int, colours (V, 3) uint8 -> binary little-endian PLY, atomically."""
@@ -22,9 +24,4 @@ def write_ply(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray, 
     vertex_rec["p"], vertex_rec["c"] = vertices, colours
     face_rec = np.empty(f, dtype=[("n", "u1"), ("i", "<i4", 3)])
     face_rec["n"], face_rec["i"] = 3, faces
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(header)
-        handle.write(vertex_rec.tobytes())
-        handle.write(face_rec.tobytes())
-    os.replace(tmp, path)
+    atomic_write(path, header + vertex_rec.tobytes() + face_rec.tobytes())

@@ -4,23 +4,36 @@ fps and frame counts are measured, never assumed. Writers go to a temporary name
 renamed only when ffmpeg succeeded, so a failed write never leaves a file that looks finished.
 Masks are written losslessly (H.264 ``-qp 0`` in ``gray``) so they stay exactly 0/255 on disk;
 the seed's crf-23 masks came back grey.
+
+Every probe and decode opens the file with ffmpeg's format and protocol whitelists
+(:data:`SAFE_INPUT_ARGS`): only real container formats, only the ``file`` protocol. A playlist or
+reference format (DASH, HLS, ffconcat, ...) uploaded under a video name would otherwise make ffmpeg
+read other files on the machine into the scene (docs/security.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import InputError, NotFoundError
 
 #: Colour quality as the seed's ``save_video(quality=8)``: libx264 crf 10.
 DEFAULT_COLOUR_CRF = 10
+
+#: Demuxers allowed for input: self-contained containers and raw elementary streams. Never a playlist
+#: or reference format (dash, hls, concat, webm_dash_manifest, image2, tee, ...), which open other files.
+SAFE_DEMUXERS = ("mov", "mp4", "matroska", "webm", "avi", "mpeg", "mpegts", "gif", "mxf", "asf", "flv", "ogg",
+                 "yuv4mpegpipe", "h264", "hevc", "m4v", "mpegvideo")
+#: ffmpeg input options put before every ``-i`` of an untrusted file.
+SAFE_INPUT_ARGS = ("-protocol_whitelist", "file", "-format_whitelist", ",".join(SAFE_DEMUXERS))
 
 
 @dataclass(frozen=True)
@@ -31,13 +44,10 @@ class VideoInfo:
     num_frames: int
 
 
-@dataclass
-class VideoClip:
-    """Decoded frames. ``frames``: (T, H, W, 3) uint8 RGB; ``source_size``: (width, height) on disk."""
+class FrameStack:
+    """``num_frames``, ``height`` and ``width`` of anything holding (T, H, W, 3) ``frames``."""
 
     frames: np.ndarray
-    fps: float
-    source_size: tuple[int, int]
 
     @property
     def num_frames(self) -> int:
@@ -50,6 +60,16 @@ class VideoClip:
     @property
     def width(self) -> int:
         return int(self.frames.shape[2])
+
+
+@dataclass
+class VideoClip(FrameStack):
+    """Decoded frames. ``frames``: (T, H, W, 3) uint8 RGB; ``source_size``: (width, height) on disk."""
+
+    frames: np.ndarray
+    fps: float
+    source_size: tuple[int, int]
+
 
 
 def ffmpeg_exe() -> str:
@@ -100,12 +120,12 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
     path = _existing(path)
     try:
-        reader = imageio_ffmpeg.read_frames(path)
+        reader = imageio_ffmpeg.read_frames(_input_url(path), input_params=list(SAFE_INPUT_ARGS))
         meta = next(reader)
         reader.close()
-        count, _ = imageio_ffmpeg.count_frames_and_secs(path)
+        count = _count_frames(path)
     except (OSError, RuntimeError, StopIteration) as exc:
-        raise InputError(f"cannot decode video {path}: {_first_line(exc)}") from None
+        raise _decode_error(path, exc) from None
     width, height = meta["size"]
     return VideoInfo(int(width), int(height), float(meta["fps"]), int(count))
 
@@ -122,7 +142,7 @@ def read_video(
     path = _existing(path)
     frames = []
     try:
-        reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+        reader = imageio_ffmpeg.read_frames(_input_url(path), pix_fmt="rgb24", input_params=list(SAFE_INPUT_ARGS))
         meta = next(reader)
         width, height = (int(v) for v in meta["size"])
         for raw in reader:
@@ -131,7 +151,7 @@ def read_video(
                 break
         reader.close()
     except (OSError, RuntimeError, StopIteration) as exc:
-        raise InputError(f"cannot decode video {path}: {_first_line(exc)}") from None
+        raise _decode_error(path, exc) from None
     if not frames:
         raise InputError(f"video {path} has 0 frames")
     fps = float(meta.get("fps") or 0.0)
@@ -144,9 +164,27 @@ def read_video(
 
 
 def read_mask_video(path: str | os.PathLike, *, max_frames: Optional[int] = None) -> np.ndarray:
-    """Read a mask video as (T, H, W) uint8; values are re-binarised at 127 (lossy masks from other tools)."""
+    """Read a mask video as (T, H, W) uint8; values are re-binarised at 127 (lossy masks from other tools).
+
+    A video that is not a mask (coloured, or mostly grey levels far from black and white) is refused:
+    re-binarising a colour render would silently make a nonsense mask.
+    """
     clip = read_video(path, max_frames=max_frames)
-    return np.where(clip.frames.mean(axis=-1) > 127, 255, 0).astype(np.uint8)
+    frames = clip.frames.astype(np.int16)
+    colourful = np.abs(frames - frames.mean(axis=-1, keepdims=True)).max(axis=-1) > MASK_TOLERANCE
+    grey = frames.mean(axis=-1)
+    undecided = (grey > MASK_TOLERANCE) & (grey < 255 - MASK_TOLERANCE)
+    if colourful.mean() > MASK_BAD_FRACTION or undecided.mean() > MASK_BAD_FRACTION:
+        raise InputError(f"{os.fspath(path)} is not a mask video: {100 * colourful.mean():.0f}% of its pixels are "
+                         f"coloured and {100 * undecided.mean():.0f}% mid-grey; a mask is black (to generate) and "
+                         "white (visible) -- did you pass the colour render?")
+    return np.where(grey > 127, 255, 0).astype(np.uint8)
+
+
+#: A lossy mask's pixels stray this far from grey / from black and white at most ...
+MASK_TOLERANCE = 40
+#: ... except at edges: a mask may have this fraction of such pixels.
+MASK_BAD_FRACTION = 0.05
 
 
 def write_video(
@@ -167,6 +205,17 @@ def write_video(
     _encode(path, frames, fps, "rgb24", ["-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p"])
 
 
+def write_lossless_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write (T, H, W, 3) uint8 RGB losslessly (H.264 RGB, qp 0): every value comes back exactly.
+
+    For conditioning that another tool reads back (``--color_format lossless``); larger than the default mp4
+    and not every player shows it, which is why it is not the default.
+    """
+    frames = np.asarray(frames)
+    _check_frames(frames, channels=3)
+    _encode(path, frames, fps, "rgb24", ["-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24"])
+
+
 def write_mask_video(path: str | os.PathLike, masks: np.ndarray, fps: float) -> None:
     """Write (T, H, W) uint8 masks losslessly (H.264 qp 0, gray): 0 and 255 come back exactly."""
     masks = np.asarray(masks)
@@ -178,42 +227,64 @@ def write_png_sequence(directory: str | os.PathLike, frames: np.ndarray, prefix:
     """Write frames as ``{prefix}_00000.png`` ... into a new directory (renamed into place when complete)."""
     import cv2
 
-    directory = Path(directory)
-    tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=False)
-    for i, frame in enumerate(np.asarray(frames)):
-        image = frame[..., ::-1] if frame.ndim == 3 else frame  # cv2 wants BGR
-        if not cv2.imwrite(str(tmp / f"{prefix}_{i:05d}.png"), np.ascontiguousarray(image)):
-            raise OSError(f"could not write PNG into {tmp}")
-    if directory.exists():
-        import shutil
+    with atomic_path(directory, directory=True) as tmp:
+        for i, frame in enumerate(np.asarray(frames)):
+            image = frame[..., ::-1] if frame.ndim == 3 else frame  # cv2 wants BGR
+            if not cv2.imwrite(str(tmp / f"{prefix}_{i:05d}.png"), np.ascontiguousarray(image)):
+                raise OSError(f"could not write PNG into {directory}")
 
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+
+# ---------------------------------------------------------------------- safe input
+def _input_url(path: str) -> str:
+    """``file:<absolute path>``: a name like ``http:x.mp4`` or ``-i`` is never read as a URL or an option."""
+    return "file:" + os.path.abspath(path)
+
+
+def _count_frames(path: str) -> int:
+    """Decode the first video stream to nowhere and read ffmpeg's final frame count."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *SAFE_INPUT_ARGS, "-i", _input_url(path),
+           "-map", "0:v:0", "-vf", "null", "-f", "null", "-"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.decode(errors="replace"))
+    counts = re.findall(rb"frame=\s*(\d+)", proc.stderr)
+    if not counts:
+        raise RuntimeError("ffmpeg reported no frame count")
+    return int(counts[-1])
+
+
+def _detected_format(path: str) -> Optional[str]:
+    """The demuxer ffmpeg's probe picks for ``path`` (opening nothing else: the whitelists stay on)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "debug", *SAFE_INPUT_ARGS, "-i", _input_url(path)]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    found = re.search(rb"Format (\S+) probed", proc.stderr)
+    return found.group(1).decode(errors="replace") if found else None
+
+
+def _decode_error(path: str, exc: BaseException) -> InputError:
+    if os.path.isfile(path):
+        detected = _detected_format(path)
+        if detected is not None and not any(name in SAFE_DEMUXERS for name in detected.split(",")):
+            return InputError(f"video {path} is a {detected!r} file, not a video container: playlist and "
+                              f"reference formats are refused (allowed: {', '.join(SAFE_DEMUXERS)})")
+    return InputError(f"cannot decode video {path}: {_first_line(exc)}")
 
 
 # ---------------------------------------------------------------------- helpers
 def _encode(path: str | os.PathLike, frames: np.ndarray, fps: float, pix_fmt_in: str, codec_args: list[str]) -> None:
     if not (np.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be positive, got {fps}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     h, w = frames.shape[1:3]
     rate = str(Fraction(float(fps)).limit_denominator(1001))  # 29.97 -> 30000/1001, exact
-    cmd = [
-        ffmpeg_exe(), "-y", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", pix_fmt_in, "-s", f"{w}x{h}", "-framerate", rate, "-i", "-",
-        *codec_args, "-r", rate, "-movflags", "+faststart", "-f", "mp4", str(tmp),
-    ]
-    try:
+    with atomic_path(path) as tmp:
+        cmd = [
+            ffmpeg_exe(), "-y", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", pix_fmt_in, "-s", f"{w}x{h}", "-framerate", rate, "-i", "-",
+            *codec_args, "-r", rate, "-movflags", "+faststart", "-f", "mp4", str(tmp),
+        ]
         proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
         if proc.returncode != 0:
             raise OSError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace').strip()[-400:]}")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _check_frames(frames: np.ndarray, channels: Optional[int]) -> None:

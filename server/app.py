@@ -11,7 +11,9 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 from typing import Any, Optional
 
@@ -21,11 +23,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ex4d_engine import __version__
-from ex4d_engine.contract import write_text_atomic
-from ex4d_engine.errors import Ex4dError, ResourceError
+from ex4d_engine.atomic import atomic_write
+from ex4d_engine.errors import CODE_OF_STATUS, Ex4dError, InputError, InternalError, ResourceError, TooLargeError
 
 from .artefacts import Artefacts
-from .settings import Settings, resolve_token
+from .guard import HostGuard, HostRule, TokenGuard
+from .settings import Settings, is_loopback, resolve_token
 from .store import Store
 
 log = logging.getLogger("ex4d.server")
@@ -33,9 +36,6 @@ log = logging.getLogger("ex4d.server")
 SERVER_FILE = "server.json"
 LOCK_FILE = "server.lock"
 
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-                 422: "invalid_input", 503: "resource_unavailable"}
 
 
 def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> FastAPI:
@@ -61,11 +61,15 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
             orphans = artefacts.remove_orphans(*store.known_ids())
             if orphans:
                 log.warning("removed folders left by an interrupted upload: %s", orphans)
-            artefacts.use_as_temp_dir()  # before the workers start: they inherit TMPDIR
-            app.state.pool = pool = WorkerPool(settings, store)
+            if settings.ray:
+                from .ray_pool import RayPool  # imports ray only when asked for
+
+                app.state.pool = pool = RayPool(settings, store)
+            else:
+                app.state.pool = pool = WorkerPool(settings, store)
             pool.start()
             if url:
-                write_text_atomic(settings.data_dir / SERVER_FILE, json.dumps(
+                atomic_write(settings.data_dir / SERVER_FILE, json.dumps(
                     {"url": url, "pid": os.getpid(), "version": __version__, "api_version": 1}))
             try:
                 yield
@@ -79,13 +83,17 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
 
     app = FastAPI(title="ex4d engine", version=__version__, lifespan=lifespan,
                   description="EX-4D camera re-shooting: the local engine process. See docs/api.md.")
+    # Outermost last: Host check, CORS (answers preflights), token, body limit, then the routes.
+    # The host and token guards look at headers only: no body is read for a request they refuse.
     app.add_middleware(BodyLimitMiddleware, upload_bytes=settings.max_upload_mb << 20,
                        json_bytes=settings.max_json_mb << 20)
+    app.add_middleware(TokenGuard, token=lambda scope: scope["app"].state.token)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(HostGuard, rule=HostRule(is_loopback(settings.host), settings.allowed_hosts))
     _install_error_handlers(app)
 
     from .routes import health, jobs, scenes
@@ -96,12 +104,30 @@ def create_app(settings: Settings, *, url: Optional[str] = None, lock=None) -> F
     return app
 
 
-def serve(settings: Settings) -> None:
-    """Bind, then run uvicorn until interrupted. Refuses a non-loopback host without an explicit token."""
+def serve(settings: Settings) -> int:
+    """Bind, then run uvicorn until stopped. Returns the exit code: 0 after SIGTERM, 130 after SIGINT.
+
+    Refuses a non-loopback host without an explicit, strong token. Everything the server writes is
+    private to its user: umask 077, the data dir 0700.
+    """
     import uvicorn
 
+    from .connections import StopSignalServer, protocol_with_header_deadline
+
     settings.check_bind()
-    settings.worker_devices()  # validate --gpus before anything starts
+    if settings.token_explicit:  # before anything is created: a weak token for a network bind is refused
+        settings.check_token_strength(resolve_token(settings))
+    settings.check_ray()  # validate --ray / --gpus before anything starts
+    if settings.ray:
+        from .ray_pool import check_reachable
+
+        check_reachable(settings.ray)
+    else:
+        devices = settings.worker_devices()
+        if any(d[:1].isdigit() for d in devices) and not os.path.exists("/dev/nvidiactl"):
+            print(f"ex4d serve: WARNING: --gpus {settings.gpus} names GPUs but no NVIDIA GPU is visible here; "
+                  "every worker runs on the CPU", file=sys.stderr, flush=True)
+    os.umask(0o077)  # database, uploads, results, server.json: 0600; the workers inherit it
     lock = _lock_data_dir(settings)
     resolve_token(settings)  # create it now, so its path can be printed
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -116,13 +142,17 @@ def serve(settings: Settings) -> None:
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     app = create_app(settings, url=url, lock=lock)
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, access_log=False)
+    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, access_log=False,
+                            http=protocol_with_header_deadline(settings.header_timeout_s),
+                            timeout_keep_alive=settings.keep_alive_timeout_s,
+                            limit_concurrency=settings.max_connections)
     token_source = "EX4D_TOKEN" if settings.token else settings.token_file or settings.data_dir / "token"
     print(f"ex4d serve: {url} (data dir {settings.data_dir}; token from {token_source})", flush=True)
-    server = uvicorn.Server(config)
+    server = StopSignalServer(config)
     server.run(sockets=[sock])
     if not server.started:
         raise ResourceError("the server failed to start; see the log above")
+    return 130 if signal.SIGINT in server.stop_signals else 0
 
 
 # ---------------------------------------------------------------------- errors
@@ -135,7 +165,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Ex4dError)
     async def ex4d_error(request: Request, exc: Ex4dError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        if exc.http_status >= 500 and not isinstance(exc, ResourceError):
+        if exc.is_bug:
             log.error("error on %s %s: %s", request.method, request.url.path, exc.message)
         return error_response(exc.http_status, exc.code, exc.message, getattr(exc, "field", None), headers)
 
@@ -144,30 +174,47 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":  # loc holds the character position, not a field
             detail = (first.get("ctx") or {}).get("error", "")
-            return error_response(422, "invalid_input", f"request body is not valid JSON: {detail}".rstrip(": "))
+            return error_response(422, InputError.code, f"request body is not valid JSON: {detail}".rstrip(": "))
         field = _field_name(first.get("loc", ()))
         message = first.get("msg", "invalid value")
         if first.get("type") == "missing":
             message = "field required"
         elif "input" in first:
             message = f"{message} (got {_short(first['input'])})"
-        return error_response(422, "invalid_input", f"{field or 'request'}: {message}", field)
+        return error_response(422, InputError.code, f"{field or 'request'}: {message}", field)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # a body that cannot be parsed (bad multipart): like bad JSON, a 422
             detail = exc.detail if isinstance(exc.detail, str) else "cannot parse the request body"
-            return error_response(422, "invalid_input", f"request body: {detail}")
-        code = _STATUS_CODES.get(exc.status_code, "error")
+            return error_response(422, InputError.code, f"request body: {detail}")
+        code = CODE_OF_STATUS.get(exc.status_code, InternalError.code)
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names only the first route of the path in Allow
+            allowed = _allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+        return error_response(exc.status_code, code, message, None, headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error; see the server log")
+        return error_response(500, InternalError.code, "internal server error; see the server log")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on this path (asked through ``matches``, the public routing API)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _field_name(loc: tuple) -> Optional[str]:
@@ -202,7 +249,7 @@ class BodyLimitMiddleware:
         limit = self.upload_bytes if content_type.startswith("multipart/form-data") else self.json_bytes
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            response = error_response(413, "too_large", BodyTooLarge(limit).detail)
+            response = error_response(TooLargeError.http_status, TooLargeError.code, BodyTooLarge(limit).detail)
             return await response(scope, receive, send)
         received = 0
 
@@ -220,7 +267,9 @@ class BodyLimitMiddleware:
 
 def _lock_data_dir(settings: Settings):
     """One server per data dir: a second one would fight over the queue and the GPU."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(settings.data_dir, 0o700)  # jobs, uploads and the token are nobody else's business
     handle = open(settings.data_dir / LOCK_FILE, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

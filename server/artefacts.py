@@ -2,7 +2,8 @@
 
 Every path the server reads or writes is built here from a validated id and a fixed name, and
 checked to resolve inside the data dir. Imports are the one exception: they are resolved (with
-symlinks) and must land inside a configured import root.
+symlinks), must land inside a configured import root, and are then pinned into the scene folder
+(``pin_import``) so the worker never reads a path that could have been swapped since.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import errno
 import os
 import re
 import shutil
-import uuid
+import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional, Sequence
 
-from ex4d_engine.errors import InputError, NotFoundError, ResourceError
-
-from .errors import FieldError, TooLargeError
+from ex4d_engine.atomic import PARTIAL_PREFIX, remove_partials  # noqa: F401  (re-exported)
+from ex4d_engine.atomic import atomic_path as engine_atomic_path
+from ex4d_engine.errors import InputError, NotFoundError, ResourceError, TooLargeError
 
 #: Ids as ``store.new_id`` makes them; anything else never reaches the filesystem.
 ID_PATTERN = r"^[sj]_[0-9a-f]{16}$"
 _ID_RE = re.compile(ID_PATTERN)
-PARTIAL_PREFIX = ".partial-"
 
 SCENE_ARRAYS = "scene.npz"
 SCENE_PACKAGE = "scene.ex4dscene.zip"
@@ -41,19 +41,6 @@ class Artefacts:
         self.root = Path(os.path.realpath(data_dir))
         for sub in ("scenes", "jobs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-
-    @property
-    def temp_dir(self) -> Path:
-        """Temporary files (multipart spooling, engine scratch) stay in the data dir, not in /tmp."""
-        return self.root / "tmp"
-
-    def use_as_temp_dir(self) -> None:
-        """Point this process's temporary files (and its children's, via TMPDIR) at ``temp_dir``."""
-        import tempfile
-
-        self.temp_dir.mkdir(exist_ok=True)
-        os.environ["TMPDIR"] = str(self.temp_dir)
-        tempfile.tempdir = str(self.temp_dir)
 
     @property
     def database(self) -> Path:
@@ -90,7 +77,7 @@ class Artefacts:
     def remove_orphans(self, scene_ids: set[str], job_ids: set[str]) -> list[str]:
         """Start-up: delete scene/job folders without a row (an upload cut off by a crash)."""
         removed = []
-        shutil.rmtree(self.temp_dir, ignore_errors=True)  # no process uses it yet
+        shutil.rmtree(self.root / "tmp", ignore_errors=True)  # scratch of versions before 0.2
         for kind, known in (("scenes", scene_ids), ("jobs", job_ids)):
             for entry in (self.root / kind).iterdir():
                 if entry.name not in known:
@@ -107,25 +94,12 @@ class Artefacts:
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``final`` (same suffix); renamed onto ``final`` only on success."""
-    tmp = final.with_name(f"{PARTIAL_PREFIX}{uuid.uuid4().hex[:8]}-{final.name}")
+    """:func:`ex4d_engine.atomic.atomic_path`, with a full disk reported as ``resource_unavailable``."""
     try:
-        yield tmp
-        os.replace(tmp, final)
+        with engine_atomic_path(final) as tmp:
+            yield tmp
     except OSError as exc:
         raise disk_error(exc, final) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def remove_partials(directory: Path) -> None:
-    """Delete leftovers of an interrupted run (the API never serves them anyway)."""
-    if directory.is_dir():
-        for entry in directory.iterdir():
-            if entry.name.startswith(PARTIAL_PREFIX) or ".tmp-" in entry.name:
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def disk_error(exc: OSError, path: Path) -> Exception:
@@ -146,32 +120,77 @@ def save_stream(source: BinaryIO, final: Path, max_bytes: int, field: str) -> in
             out.write(chunk)
     if size == 0:
         final.unlink()
-        raise FieldError(f"{field} is empty", field)
+        raise InputError(f"{field} is empty", field)
     return size
 
 
 def resolve_import(path_text: str, roots: Sequence[Path], field: str) -> Path:
     """An import path, resolved with symlinks, that must be a file inside one of ``roots``."""
     if not roots:
-        raise FieldError(f"{field}: imports are disabled (the server has no --import-root)", field)
+        raise InputError(f"{field}: imports are disabled (the server has no --import-root)", field)
     if not path_text or "\x00" in path_text:
-        raise FieldError(f"{field} must be a file path", field)
+        raise InputError(f"{field} must be a file path", field)
     candidate = Path(path_text)
     if not candidate.is_absolute():
-        raise FieldError(f"{field} must be an absolute path, got {path_text!r}", field)
+        raise InputError(f"{field} must be an absolute path, got {path_text!r}", field)
     resolved = Path(os.path.realpath(candidate))
     for root in roots:
         root_real = Path(os.path.realpath(root))
         if root_real in resolved.parents:
             if not resolved.is_file():
-                raise FieldError(f"{field}: no such file {path_text!r}", field)
+                raise InputError(f"{field}: no such file {path_text!r}", field)
             return resolved
-    raise FieldError(f"{field} {path_text!r} is not inside a configured import root", field)
+    raise InputError(f"{field} {path_text!r} is not inside a configured import root", field)
+
+
+def pin_import(resolved: Path, destination: Path, field: str) -> Path:
+    """Make the validated import the scene's own file, so swapping it for a link later changes nothing.
+
+    The file is opened without following any link in any part of its (already resolved) path, then
+    hard-linked into the scene folder through that open file, or copied from it when a link is not
+    possible (another filesystem, a file we do not own). Returns ``destination``.
+    """
+    fd = _open_no_follow(resolved, field)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{field}: not a regular file", field)
+        try:
+            os.link(f"/proc/self/fd/{fd}", destination, follow_symlinks=True)
+        except OSError:
+            with atomic_path(destination) as tmp, open(tmp, "wb") as out, os.fdopen(os.dup(fd), "rb") as source:
+                shutil.copyfileobj(source, out, 1 << 22)
+    finally:
+        os.close(fd)
+    return destination
+
+
+def _open_no_follow(path: Path, field: str) -> int:
+    """Open ``path`` read-only, refusing a symlink at any of its parts (ELOOP/ENOTDIR: it changed)."""
+    parts = path.parts
+    if not path.is_absolute() or ".." in parts:
+        raise InputError(f"{field} must be an absolute path", field)
+    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+    dir_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | nofollow)
+    try:
+        for part in parts[1:-1]:
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=dir_fd)
+            except OSError:
+                raise InputError(f"{field}: the file changed after it was checked (a link or a missing "
+                                 "folder in its path)", field) from None
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            return os.open(parts[-1], os.O_RDONLY | nofollow, dir_fd=dir_fd)
+        except OSError:
+            raise InputError(f"{field}: the file changed after it was checked (now a link, or gone)", field) from None
+    finally:
+        os.close(dir_fd)
 
 
 def suffix_of(name: Optional[str], allowed: set[str], field: str) -> str:
     suffix = Path(name or "").suffix.lower()
     if suffix not in allowed:
-        raise FieldError(f"{field} must be one of {', '.join(sorted(allowed))}; got {name!r}", field)
+        raise InputError(f"{field} must be one of {', '.join(sorted(allowed))}; got {name!r}", field)
     return suffix
 

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ex4d_engine.errors import UnauthorizedError
+
 from .artefacts import Artefacts
-from .errors import UnauthorizedError
 from .settings import Settings
 from .store import Store
 from .supervisor import WorkerPool

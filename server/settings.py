@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import socket
 from pathlib import Path
@@ -13,8 +14,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ex4d_engine.errors import InputError
+from ex4d_engine.protocol import DEFAULT_HOST, DEFAULT_PORT
 
-DEFAULT_PORT = 8420
 TOKEN_FILE_NAME = "token"
 
 
@@ -28,7 +29,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EX4D_", extra="forbid")
 
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     #: Explicit token (env EX4D_TOKEN); None = read or create ``<data_dir>/token``.
@@ -42,7 +43,23 @@ class Settings(BaseSettings):
     #: sequence-parallel gang over them. Must divide the number of --gpus and Wan's 40 attention heads.
     group_size: int = Field(1, ge=1)
     preload: bool = False
+    #: Ray cluster to run the jobs on ("auto" or the head's host:port); None = local worker processes.
+    ray: Optional[str] = None
+    #: A folder mounted at the same path on the server and every Ray node: job files travel through it
+    #: instead of Ray's object store (docs/cluster.md).
+    ray_shared_dir: Optional[Path] = None
+    #: Keep this many Ray actors (GPU groups), waiting for GPUs if need be; None = as many as the cluster's GPUs allow.
+    ray_actors: Optional[int] = Field(None, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
+    #: Host names (besides IP literals and localhost) the server answers to on a non-loopback bind.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    #: Seconds a connection may take to send its request headers (slow or idle ones are closed).
+    header_timeout_s: float = Field(10.0, gt=0)
+    #: Seconds an idle keep-alive connection stays open.
+    keep_alive_timeout_s: int = Field(5, ge=1)
+    #: Connections served at once; more are answered 503.
+    max_connections: int = Field(256, ge=8)
 
     max_upload_mb: int = Field(2048, ge=1)
     max_json_mb: int = Field(16, ge=1)
@@ -91,6 +108,28 @@ class Settings(BaseSettings):
                              f"--gpus {','.join(parts)}")
         return [parts[i:i + self.group_size] for i in range(0, len(parts), self.group_size)]
 
+    def check_ray(self) -> None:
+        """With --ray the cluster's GPUs are used: refuse local GPU flags and a bad address or shared dir."""
+        from ex4d_engine.generation.gpu_groups import check_group_size
+
+        if not self.ray:
+            if self.ray_shared_dir is not None or self.ray_actors is not None:
+                raise InputError("--ray-shared-dir and --ray-actors need --ray ADDRESS")
+            return
+        address = self.ray.strip()
+        if address != "auto" and not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}", address):
+            raise InputError(f"--ray must be 'auto' or the Ray head's HOST:PORT (as `ray start --head` prints), "
+                             f"got {self.ray!r}")
+        if self.gpus.strip().lower() != "auto":
+            raise InputError(f"--gpus {self.gpus} picks local GPUs; with --ray the cluster's GPUs are used "
+                             "(one actor per --group-size GPUs): drop --gpus")
+        try:
+            check_group_size(self.group_size)
+        except InputError as exc:
+            raise InputError(f"--group-size {self.group_size}: {exc.message}") from None
+        if self.ray_shared_dir is not None and not self.ray_shared_dir.is_dir():
+            raise InputError(f"--ray-shared-dir {self.ray_shared_dir} is not a directory")
+
     def check_bind(self) -> None:
         """Refuse a non-loopback bind unless the token was given explicitly."""
         if not is_loopback(self.host) and not self.token_explicit:
@@ -98,6 +137,23 @@ class Settings(BaseSettings):
                 f"refusing to bind {self.host!r}: it is not a loopback address and no token was given; "
                 "set EX4D_TOKEN or pass --token-file"
             )
+
+
+    def check_token_strength(self, token: str) -> None:
+        """A non-loopback bind needs a token of at least 16 random bytes (22 characters of base64)."""
+        if is_loopback(self.host):
+            return
+        if len(token) < MIN_TOKEN_CHARS or len(set(token)) < MIN_TOKEN_DISTINCT:
+            raise InputError(
+                f"refusing to bind {self.host!r} with a weak token ({len(token)} characters): a non-loopback "
+                f"bind needs at least {MIN_TOKEN_CHARS} characters of random data (16 bytes), e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+
+
+#: 16 random bytes are 22 characters of base64url; a run of one character is not random.
+MIN_TOKEN_CHARS = 22
+MIN_TOKEN_DISTINCT = 8
 
 
 def is_loopback(host: str) -> bool:

@@ -7,7 +7,6 @@ names the token, so a worker that lost its job (server restarted, job re-queued)
 
 from __future__ import annotations
 
-import enum
 import json
 import sqlite3
 import threading
@@ -17,43 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ex4d_engine.errors import NotFoundError
-
-from .errors import ConflictError
+from ex4d_engine.errors import (ConflictError, InterruptedJobError, JobCancelledError, NotFoundError,
+                                WorkerCrashedError)
+from ex4d_engine.protocol import SCENE_STATE_OF_RECON, JobKind, JobState, SceneState
 
 SCHEMA_VERSION = 1
-
-
-class JobState(str, enum.Enum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
-
-
-class JobKind(str, enum.Enum):
-    recon = "recon"
-    generate = "generate"
-
-
-class SceneState(str, enum.Enum):
-    pending = "pending"
-    ready = "ready"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-#: What a finished recon job makes of its scene.
-_SCENE_STATE_OF_JOB = {
-    JobState.succeeded: SceneState.ready,
-    JobState.failed: SceneState.failed,
-    JobState.cancelled: SceneState.cancelled,
-}
 
 
 @dataclass(frozen=True)
@@ -345,6 +312,17 @@ class Store:
         )
         return cur.rowcount == 1
 
+    def give_back_jobs_of_worker(self, worker_pid: int) -> list[str]:
+        """Server stopping and this worker had to be killed: its job goes back to the queue, uncounted."""
+        with self._write() as db:
+            ids = [row["id"] for row in db.execute(
+                "SELECT id FROM jobs WHERE state = 'running' AND worker_pid = ?", (worker_pid,)).fetchall()]
+            db.execute(
+                "UPDATE jobs SET state = 'queued', stage = 'queued (server restarted)', progress = 0, "
+                "started_at = NULL, attempts = MAX(0, attempts - 1), run_token = NULL, worker_pid = NULL, "
+                "version = version + 1 WHERE state = 'running' AND worker_pid = ?", (worker_pid,))
+        return ids
+
     @staticmethod
     def _finish_scene_of(db, job_id, state, code, message, scene_metadata=None) -> None:
         row = db.execute("SELECT kind, scene_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -352,7 +330,7 @@ class Store:
             return
         db.execute(
             "UPDATE scenes SET state = ?, metadata_json = ?, error_code = ?, error_message = ? WHERE id = ?",
-            (_SCENE_STATE_OF_JOB[state].value, json.dumps(scene_metadata) if scene_metadata else None,
+            (SCENE_STATE_OF_RECON[state].value, json.dumps(scene_metadata) if scene_metadata else None,
              code, message, row["scene_id"]),
         )
 
@@ -370,10 +348,10 @@ class Store:
                 message = "cancelled by the user before it started"
                 db.execute(
                     "UPDATE jobs SET state = 'cancelled', stage = 'cancelled', finished_at = ?, "
-                    "error_code = 'cancelled', error_message = ?, version = version + 1 WHERE id = ?",
-                    (time.time(), message, job_id),
+                    "error_code = ?, error_message = ?, version = version + 1 WHERE id = ?",
+                    (time.time(), JobCancelledError.code, message, job_id),
                 )
-                self._finish_scene_of(db, job_id, JobState.cancelled, "cancelled", message)
+                self._finish_scene_of(db, job_id, JobState.cancelled, JobCancelledError.code, message)
             else:
                 db.execute("UPDATE jobs SET cancel_requested = 1, version = version + 1 WHERE id = ?", (job_id,))
         return self.get_job(job_id)
@@ -386,8 +364,8 @@ class Store:
             rows = db.execute("SELECT id, cancel_requested FROM jobs WHERE state = 'running' AND worker_pid = ?",
                               (worker_pid,)).fetchall()
             for row in rows:
-                state, code = ((JobState.cancelled, "cancelled") if row["cancel_requested"]
-                               else (JobState.failed, "worker_crashed"))
+                state, code = ((JobState.cancelled, JobCancelledError.code) if row["cancel_requested"]
+                               else (JobState.failed, WorkerCrashedError.code))
                 db.execute(
                     "UPDATE jobs SET state = ?, stage = ?, finished_at = ?, error_code = ?, error_message = ?, "
                     "run_token = NULL, version = version + 1 WHERE id = ?",
@@ -397,6 +375,33 @@ class Store:
                 failed.append(row["id"])
         return failed
 
+    def retry_or_fail(self, job_id: str, token: str, max_attempts: int, message: str) -> Optional[JobState]:
+        """The run's executor was lost (a Ray actor or node died): re-queue the job at its place, or fail it
+        once it has been tried ``max_attempts`` times (the restart-recovery policy). None if not owned."""
+        with self._write() as db:
+            row = db.execute("SELECT attempts, cancel_requested FROM jobs WHERE id = ? AND run_token = ? "
+                             "AND state = 'running'", (job_id, token)).fetchone()
+            if row is None:
+                return None
+            if row["cancel_requested"]:
+                state, code, message = JobState.cancelled, "cancelled", "cancelled by the user"
+            elif row["attempts"] >= max_attempts:
+                state, code = JobState.failed, "worker_crashed"
+                message = f"{message}; tried {row['attempts']} times, not retried again"
+            else:
+                db.execute(
+                    "UPDATE jobs SET state = 'queued', stage = 'queued (its worker was lost; retrying)', "
+                    "progress = 0, started_at = NULL, run_token = NULL, worker_pid = NULL, "
+                    "version = version + 1 WHERE id = ?", (job_id,))
+                return JobState.queued
+            db.execute(
+                "UPDATE jobs SET state = ?, stage = ?, finished_at = ?, error_code = ?, error_message = ?, "
+                "run_token = NULL, version = version + 1 WHERE id = ?",
+                (state.value, state.value, time.time(), code, message, job_id),
+            )
+            self._finish_scene_of(db, job_id, state, code, message)
+        return state
+
     def recover_after_restart(self, max_attempts: int) -> dict[str, list[str]]:
         """Start-up: running jobs were interrupted by the server's death. See docs/api.md."""
         result: dict[str, list[str]] = {"requeued": [], "failed": [], "cancelled": []}
@@ -405,10 +410,10 @@ class Store:
             rows = db.execute("SELECT id, attempts, cancel_requested FROM jobs WHERE state = 'running'").fetchall()
             for row in rows:
                 if row["cancel_requested"]:
-                    state, code, message = JobState.cancelled, "cancelled", "cancelled by the user"
+                    state, code, message = JobState.cancelled, JobCancelledError.code, "cancelled by the user"
                 elif row["attempts"] >= max_attempts:
-                    state, code = JobState.failed, "interrupted"
-                    message = f"interrupted by a server restart {row['attempts']} times; not retried again"
+                    error = InterruptedJobError.from_template(str(row["attempts"]))
+                    state, code, message = JobState.failed, error.code, error.message
                 else:
                     db.execute(
                         "UPDATE jobs SET state = 'queued', stage = 'queued (re-queued after a server restart)', "

@@ -53,13 +53,14 @@ class WorkerPool:
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._started = threading.Event()
+        self._stop_timeout_s = 10.0
 
     # ------------------------------------------------------------------ public
     def start(self) -> None:
         # Workers inherit this at exec (spawn), and the gangs they start inherit it from them.
         os.environ.update(MULTICAST_OFF_ENV)
         # Processes are spawned from the monitor thread only: the worker's parent-death signal is
-        # tied to the thread that created it, and this thread lives until stop().
+        # tied to the thread that created it, and this thread lives until every worker has exited.
         self._thread = threading.Thread(target=self._monitor, name="ex4d-supervisor", daemon=True)
         self._thread.start()
         self._started.wait(30)
@@ -74,31 +75,32 @@ class WorkerPool:
         return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask workers to stop (a running job is given back to the queue), then make sure they did."""
+        """Ask workers to stop (a running job is given back to the queue), then make sure they did.
+
+        The monitor thread does the waiting: it spawned the workers, and their parent-death signal
+        fires when it ends, so it must outlive them (a worker killed mid-job would count as interrupted).
+        """
+        self._stop_timeout_s = timeout_s
         self._stopping.set()
         for slot in self._slots:
             if slot.stop is not None:
                 slot.stop.set()
                 slot.wake.set()
-        deadline = time.monotonic() + timeout_s
-        for slot in self._slots:
-            process = slot.process
-            if process is None:
-                continue
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                log.warning("worker %d did not stop in time; killing it", slot.index)
-                process.kill()
-                process.join(5)
-            slot.wake = slot.stop = None  # release the semaphores now, not at interpreter exit
         if self._thread is not None:
-            self._thread.join(5)
+            self._thread.join(timeout_s + 15)
 
     # ------------------------------------------------------------------ monitor
     def _monitor(self) -> None:
-        for slot in self._slots:
-            self._spawn(slot)
-        self._started.set()
+        try:
+            for slot in self._slots:
+                self._spawn(slot)
+            self._started.set()
+            self._watch()
+        finally:
+            self._started.set()
+            self._stop_workers()
+
+    def _watch(self) -> None:
         while not self._stopping.is_set():
             sentinels = {slot.process.sentinel: slot for slot in self._slots if slot.process is not None}
             pending = [slot.restart_at for slot in self._slots if slot.restart_at is not None]
@@ -115,6 +117,27 @@ class WorkerPool:
                 if slot.restart_at is not None and slot.restart_at <= now:
                     slot.restart_at = None
                     self._spawn(slot)
+
+    def _stop_workers(self) -> None:
+        """Wait for the workers to give their jobs back and exit; kill (and give back for them) the late ones."""
+        deadline = time.monotonic() + self._stop_timeout_s
+        for slot in self._slots:
+            if slot.stop is not None:
+                slot.stop.set()
+                slot.wake.set()
+        for slot in self._slots:
+            process = slot.process
+            if process is None:
+                continue
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("worker %d did not stop in time; killing it", slot.index)
+                process.kill()
+                process.join(5)
+                given_back = self.store.give_back_jobs_of_worker(process.pid)
+                if given_back:
+                    log.warning("jobs of the killed worker given back to the queue: %s", given_back)
+            slot.wake = slot.stop = None  # release the semaphores now, not at interpreter exit
 
     def _spawn(self, slot: _Slot) -> None:
         slot.wake = self._context.Event()

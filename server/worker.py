@@ -14,22 +14,23 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import signal
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ex4d_engine.errors import Ex4dError, JobCancelledError, ResourceError
+from ex4d_engine.errors import Ex4dError, JobCancelledError, ResourceError, as_ex4d_error
+from ex4d_engine.protocol import JobKind, JobState
 
 from .artefacts import Artefacts, remove_partials
-from .store import JobKind, JobRow, JobState, Store
+from .job_context import JobContext, ServerStopping
+from .store import JobRow, Store
 
 log = logging.getLogger("ex4d.worker")
 
 IDLE_WAIT_S = 0.5
-CANCEL_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,6 @@ def worker_environment(device: str) -> dict[str, str]:
     return env
 
 
-class ServerStopping(Exception):
-    """The server is shutting down or gone: give the job back instead of failing it."""
-
-
 # ---------------------------------------------------------------------- process entry
 def worker_main(config: WorkerConfig, wake, stop) -> None:
     """Entry point of the worker process."""
@@ -100,7 +97,6 @@ class Worker:
         self.stop = stop
         self.pid = os.getpid()
         self.artefacts = Artefacts(config.data_dir)
-        self.artefacts.use_as_temp_dir()
         self.store = Store(self.artefacts.database)
         group = config.gpu_group
         self.resident = Resident(Path(config.models_dir) if config.models_dir else None, max(1, len(group)))
@@ -166,7 +162,10 @@ class Worker:
             log.info("job %s cancelled", job.id)
         except BaseException as exc:  # noqa: BLE001 - every failure ends up on the job row
             error = describe_failure(exc, ctx.stage)
-            log.error("job %s failed: %s\n%s", job.id, error[1], traceback.format_exc())
+            if as_ex4d_error(exc).is_bug:  # a bug: the traceback goes to the log, never to the client
+                log.error("job %s failed: %s\n%s", job.id, error[1], traceback.format_exc())
+            else:
+                log.warning("job %s failed: %s", job.id, error[1])
             self.store.finish(job.id, token, JobState.failed, error=error)
             if is_out_of_memory(exc):
                 self.resident.free_memory()
@@ -182,57 +181,6 @@ class Worker:
                                 f"a job needs at least {self.config.min_free_mb} MB")
 
 
-class JobContext:
-    """What a task sees: its job, progress reporting into a stage range, and the cancel check."""
-
-    def __init__(self, worker: Worker, job: JobRow, token: str):
-        self.worker = worker
-        self.job = job
-        self.token = token
-        self.store = worker.store
-        self.artefacts = worker.artefacts
-        self.resident = worker.resident
-        self.stage = "starting"
-        self._last_write = 0.0
-        self._last_check = 0.0
-
-    def progress(self, fraction: float, stage: str) -> None:
-        now = time.monotonic()
-        if stage == self.stage and now - self._last_write < self.worker.config.progress_interval_s:
-            return
-        self.stage = stage
-        self._last_write = now
-        if not self.store.set_progress(self.job.id, self.token, stage, fraction):
-            raise ServerStopping()  # the job is no longer ours
-
-    def sub(self, stage: str, start: float, end: float) -> Callable[[float, str], None]:
-        """A progress callback for one stage mapping its 0..1 onto ``start..end`` of the job."""
-        self.progress(start, stage)
-
-        def report(fraction: float, _detail: str = "") -> None:
-            self.progress(start + (end - start) * min(1.0, max(0.0, float(fraction))), stage)
-            self.check_cancel()
-
-        return report
-
-    def should_cancel(self) -> bool:
-        """Cheap enough to call every step: the database is read at most every 50 ms."""
-        now = time.monotonic()
-        if now - self._last_check < CANCEL_POLL_S:
-            return False
-        self._last_check = now
-        if self.worker._should_stop():
-            raise ServerStopping()
-        owned, cancel = self.store.run_status(self.job.id, self.token)
-        if not owned:
-            raise ServerStopping()
-        return cancel
-
-    def check_cancel(self) -> None:
-        if self.should_cancel():
-            raise JobCancelledError("cancelled by the user")
-
-
 class Resident:
     """Models and scenes kept in memory between jobs."""
 
@@ -245,7 +193,7 @@ class Resident:
         self._scenes: collections.OrderedDict[str, Any] = collections.OrderedDict()
 
     def generator(self, name: str, profile: Optional[str]) -> Any:
-        from .generators import load_generator
+        from ex4d_engine.generation.registry import load_generator
 
         key = (name, profile)
         if key not in self._generators:
@@ -263,10 +211,11 @@ class Resident:
         return scene
 
     def preload(self) -> None:
-        from .generators import GENERATOR_NAMES, generator_status
+        from ex4d_engine.generation.registry import all_statuses
 
-        for name in GENERATOR_NAMES:
-            if generator_status(name, self.models_dir).available:
+        for status in all_statuses(self.models_dir):
+            name = status.name
+            if status.available:
                 try:
                     self.generator(name, None)
                 except Ex4dError as exc:
@@ -295,17 +244,30 @@ class Resident:
 
 # ---------------------------------------------------------------------- failures
 def describe_failure(exc: BaseException, stage: str) -> tuple[str, str]:
-    """(code, message) for the job row: the message says what happened and in which stage."""
+    """(code, message) for the job row: what happened and in which stage, without server paths."""
+    code, message = _describe(exc, stage)
+    return code, without_paths(message)
+
+
+#: An absolute path (two or more parts) inside a message; the client sees only its last part.
+_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,;()\[\]]+/)+([^\s'\"/:,;()\[\]]*)")
+
+
+def without_paths(message: str) -> str:
+    """``message`` with absolute paths cut to their file name: job errors are read by clients."""
+    return _PATH.sub(lambda match: match.group(1) or "<dir>", message)
+
+
+def _describe(exc: BaseException, stage: str) -> tuple[str, str]:
     if is_out_of_memory(exc):
         kind = "GPU" if type(exc).__name__ == "OutOfMemoryError" or "CUDA" in str(exc) else "host"
         return ResourceError.code, (f"{kind} out of memory during {stage}; try a smaller trajectory, fewer "
                                     f"frames or a lower-memory profile ({_first_line(exc)})")
-    if isinstance(exc, Ex4dError):
-        return exc.code, exc.message
     if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT)
                                      or "No space left on device" in str(exc)):  # ffmpeg's stderr says so
         return ResourceError.code, f"disk full during {stage}: {exc.strerror or _first_line(exc)}"
-    return "internal_error", f"{type(exc).__name__} during {stage}: {_first_line(exc)} (see the server log)"
+    error = as_ex4d_error(exc, stage)
+    return error.code, error.message
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

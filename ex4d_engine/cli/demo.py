@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline, video_io
     from ..generation.base import GenerationRequest
-    from ..generation.draft import DraftGenerator
+    from ..generation.registry import load_generator
 
     example = Path(args.example) if args.example else default_example_dir()
     if not (example / "input.mp4").is_file():
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..raster import get_rasterizer
 
     rasterizer = get_rasterizer(args.renderer)
-    generator = DraftGenerator()
+    generator = load_generator("draft")
     rows = []
     for cam in [c.strip() for c in args.presets.split(",") if c.strip()]:
         t0 = time.perf_counter()
@@ -67,36 +67,62 @@ def run(args: argparse.Namespace) -> int:
         result = generator.generate(GenerationRequest(conditioning.preview_colour, conditioning.mask, scene.fps,
                                                       geometry=pipeline.generation_geometry(scene, trajectory)))
         video_io.write_video(out / f"draft_{cam}.mp4", result, scene.fps)
-        rows.append((cam, conditioning.colour, result))
+        rows.append((cam, conditioning.colour, result, float(conditioning.mask.mean() / 255)))
         print(f"  {cam:>8}: {100 * conditioning.mask.mean() / 255:5.1f}% visible, {time.perf_counter() - t0:.1f} s")
-    sheet = contact_sheet(rows)
+    sheet = contact_sheet(scene.frames, rows)
     _write_png(out / "contact_sheet.png", sheet)
     print(f"demo done in {time.perf_counter() - started:.1f} s ({rasterizer.name} renderer): "
           f"{out}/contact_sheet.png, color_*/mask_*/draft_*.mp4 (draft = preview), garden.ex4dscene.zip")
     return 0
 
 
-def contact_sheet(rows: list[tuple[str, np.ndarray, np.ndarray]], columns: int = SHEET_COLUMNS) -> np.ndarray:
-    """Rows of (label, render (T,H,W,3), result (T,H,W,3)) -> one RGB image, frames sampled evenly."""
-    import cv2
+def contact_sheet(source: np.ndarray, rows: list[tuple[str, np.ndarray, np.ndarray, float]],
+                  columns: int = SHEET_COLUMNS) -> np.ndarray:
+    """The source clip, then per preset its render and its draft preview, frames sampled evenly and numbered.
 
-    strips = []
-    for label, render, result in rows:
-        picks = np.linspace(0, len(render) - 1, columns).round().astype(int)
-        pair = np.concatenate([np.concatenate(list(render[picks]), axis=1),
-                               np.concatenate(list(result[picks]), axis=1)], axis=0).copy()
-        cv2.putText(pair, f"--cam {label}: render / draft preview", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (255, 255, 255), 1, cv2.LINE_AA)
-        strips.append(pair)
-    gap = np.full((4, strips[0].shape[1], 3), 32, np.uint8)
+    ``rows``: (preset, render (T,H,W,3), draft (T,H,W,3), visible fraction). A legend heads the sheet.
+    """
+    picks = np.linspace(0, len(source) - 1, columns).round().astype(int)
+    width = source.shape[2] * columns
+    strips = [_banner(width, ["ex4d demo: rows = the source clip, then per camera preset the DW-mesh render and "
+                              "the draft preview.", "Black in a render = not seen by the mesh, to be generated. "
+                              "Draft = a classical placeholder for the 14B model (Wan2.1 + EX-4D)."]),
+              _strip(source, picks, "source clip", numbered=True)]
+    for label, render, result, visible in rows:
+        strips.append(_strip(render, picks, f"--cam {label}: render ({100 * visible:.0f}% visible)"))
+        strips.append(_strip(result, picks, f"--cam {label}: draft preview"))
+    gap = np.full((4, width, 3), 32, np.uint8)
     return np.concatenate([x for s in strips for x in (s, gap)][:-1], axis=0)
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    import os
+def _strip(frames: np.ndarray, picks: np.ndarray, label: str, numbered: bool = False) -> np.ndarray:
+    strip = np.concatenate(list(frames[picks]), axis=1).copy()
+    _text(strip, label, (6, 18))
+    if numbered:
+        for column, frame in enumerate(picks):
+            _text(strip, f"frame {frame}", (column * frames.shape[2] + 6, frames.shape[1] - 8))
+    return strip
 
+
+def _banner(width: int, lines: list[str]) -> np.ndarray:
+    banner = np.full((14 + 18 * len(lines), width, 3), 24, np.uint8)
+    for i, line in enumerate(lines):
+        _text(banner, line, (6, 18 + 18 * i), scale=0.42)
+    return banner
+
+
+def _text(image: np.ndarray, text: str, at: tuple[int, int], scale: float = 0.5) -> None:
     import cv2
 
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]))
-    os.replace(tmp, path)
+    cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)  # outline: readable
+    cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1])):
+            raise OSError(f"could not write {path}")

@@ -9,12 +9,11 @@ It is written to a temporary name and renamed only when complete.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import InputError
 from .progress import ProgressBar
 
@@ -77,11 +76,5 @@ def write_depth_npz(path: Path, estimate) -> None:
               "backend": np.array(estimate.backend)}
     if estimate.focal_px is not None:
         arrays["focal_px"] = np.array(estimate.focal_px, dtype=np.float64)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from ..errors import InputError
+from ..protocol import GENERATORS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     """The generator options shared by ``generate`` and ``run``."""
-    p.add_argument("--generator", choices=("wan", "draft"), default="wan",
+    p.add_argument("--generator", choices=tuple(GENERATORS), default="wan",
                    help="wan (Wan2.1-I2V-14B + EX-4D, needs the weights) or draft (a preview in seconds, no weights: "
                         "fills from depth and the other frames in `ex4d run`, 2-D fill from colour + mask here)")
     p.add_argument("--models_dir", "--models-dir", help="Wan2.1-I2V-14B-480P folder with ex4d.ckpt, or its parent "
@@ -69,7 +70,14 @@ def read_inputs(colour_path: str, mask_path: str, frames: int) -> tuple[np.ndarr
     if frames < 0:
         raise InputError(f"--frames must be >= 0 (0 = all), got {frames}")
     limit = frames or None
-    clip = read_video(colour_path, max_frames=limit)
+    if os.path.isdir(colour_path):  # `ex4d recon --color_format png`: exact colour, fps from its recon record
+        colour, fps = _read_colour_pngs(colour_path, limit)
+        from types import SimpleNamespace
+
+        clip = SimpleNamespace(frames=colour, fps=fps, num_frames=len(colour), width=colour.shape[2],
+                               height=colour.shape[1])
+    else:
+        clip = read_video(colour_path, max_frames=limit)
     if os.path.isdir(mask_path):
         mask = _read_mask_pngs(mask_path, limit)
     else:
@@ -79,6 +87,26 @@ def read_inputs(colour_path: str, mask_path: str, frames: int) -> tuple[np.ndarr
     if len(mask) != clip.num_frames:
         raise InputError(f"mask has {len(mask)} frames, colour has {clip.num_frames}")
     return clip.frames, mask, clip.fps
+
+
+def _read_colour_pngs(folder: str, limit) -> tuple[np.ndarray, float]:
+    """A ``color_{cam}/`` PNG folder and the fps recorded in the ``recon_{cam}.json`` beside it."""
+    import json
+
+    import cv2
+
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(".png"))[:limit]
+    if not names:
+        raise InputError(f"colour folder {folder} holds no PNG files")
+    cam = os.path.basename(os.path.normpath(folder)).removeprefix("color_")
+    record = os.path.join(os.path.dirname(os.path.normpath(folder)), f"recon_{cam}.json")
+    if not os.path.isfile(record):
+        raise InputError(f"colour folder {folder}: its frame rate is read from {record}, which is missing")
+    fps = float(json.loads(open(record, encoding="utf-8").read())["fps"])
+    frames = [cv2.imread(os.path.join(folder, n), cv2.IMREAD_COLOR) for n in names]
+    if any(f is None for f in frames) or len({f.shape for f in frames}) != 1:
+        raise InputError(f"colour folder {folder} holds unreadable PNGs or PNGs of different sizes")
+    return np.stack([f[..., ::-1] for f in frames]), fps
 
 
 def _read_mask_pngs(folder: str, limit) -> np.ndarray:
@@ -92,16 +120,16 @@ def _read_mask_pngs(folder: str, limit) -> np.ndarray:
 
 
 def build_generator(args: argparse.Namespace):
-    if args.generator == "draft":
-        from ..generation.draft import DraftGenerator
+    from ..generation.registry import load_generator
 
-        return DraftGenerator()
-    from ..generation.wan.generator import SamplerSettings, load_generator
-    from ..generation.wan.model_folder import wan_folder
+    if args.generator == "draft":
+        return load_generator("draft")
+    from ..generation.wan.generator import SamplerSettings
 
     if args.area < 256:
         raise InputError(f"--area must be at least 256 pixels, got {args.area}")
-    generator = load_generator(wan_folder(args.models_dir), profile=args.profile, device=args.device,
+    # missing weights are resource_unavailable (exit 4) with the download commands, like depth weights
+    generator = load_generator("wan", args.models_dir, args.profile, device=args.device,
                                settings=SamplerSettings(area=args.area))
     print(generator.pipeline.checkpoint_summary, file=sys.stderr)
     return generator
@@ -127,13 +155,4 @@ def write_output(path: str, video: np.ndarray, fps: float) -> None:
     """Write to a temporary name in the same folder, then rename: no half-written mp4 is left behind."""
     from ..video_io import write_video
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    tmp = os.path.join(folder, f".{base}.partial{ext or '.mp4'}")
-    try:
-        write_video(tmp, video, fps, crf=10)  # the seed's quality 8 = crf 10
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_video(path, video, fps, crf=10)  # atomic; the seed's quality 8 = crf 10

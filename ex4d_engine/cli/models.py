@@ -1,9 +1,8 @@
 """``ex4d models`` (or ``ex4d models list``): every model ex4d can use, found or missing, with its licence
-and the command that gets it. Nothing is downloaded.
+and the command that gets it, and the Python extras each needs. Nothing is downloaded.
 
-Each section (depth now; generation later) is a function returning :class:`Section`; add one to
-``SECTIONS`` to list more models. Weights are looked for in ``--models_dir`` (or
-``$EX4D_MODELS_DIR``) in the Hugging Face layout, then in the Hugging Face cache.
+Weights are looked for in ``--models_dir`` (or ``$EX4D_MODELS_DIR``) in the Hugging Face layout, then in
+the Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -47,14 +46,41 @@ def generation_section(args: argparse.Namespace) -> Section:
     from ..generation.wan.model_folder import LICENCE, list_needs
 
     folder, needs = list_needs(args.models_dir)
-    rows = [Row("draft", "OpenCV inpainting, no weights (previews, tests)", "yours", True, []),
+    rows = [Row("draft", "a preview in seconds, no weights (not the 14B model)", "yours", True, []),
             Row("wan", f"Wan2.1-I2V-14B-480P + EX-4D in {folder} (`ex4d models check DIR` verifies the files)",
                 LICENCE, all(n.found for n in needs), needs)]
     return Section("Generators (ex4d generate --generator)", rows)
 
 
+#: Python extras: (extra, the module that proves it is installed, what needs it).
+EXTRAS = (("server", "fastapi", "ex4d serve"), ("depth", "transformers", "depth-anything and depth-pro"),
+          ("generate", "diffsynth", "the wan generator"), ("cluster", "ray", "ex4d serve --ray"))
+
+
+def extras_section(args: argparse.Namespace) -> Section:
+    import importlib.util
+
+    rows = []
+    for extra, module, what in EXTRAS:
+        found = importlib.util.find_spec(module) is not None
+        need = _Need(module, found, "this Python" if found else "not installed", "see PyPI",
+                     f"pip install -e '.[{extra}]'", "")
+        rows.append(Row(f"[{extra}]", f"Python packages for {what}", "see each package", found, [need]))
+    return Section("Python extras (pip install -e '.[EXTRA]')", rows)
+
+
+@dataclass(frozen=True)
+class _Need:
+    name: str
+    found: bool
+    location: str
+    licence: str
+    get_command: str
+    problem: str
+
+
 #: Sections in the order they are printed: ``fn(args) -> Section``.
-SECTIONS: list[Callable[[argparse.Namespace], Section]] = [depth_section, generation_section]
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [depth_section, generation_section, extras_section]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -82,7 +108,12 @@ def run_list(args: argparse.Namespace) -> int:
     for attr in ("models_dir", "depthcrafter_repo"):
         if not hasattr(args, attr):
             setattr(args, attr, None)
+    from ..depth.weights import models_dir_note
+
     print(render([section(args) for section in SECTIONS]))
+    note = models_dir_note(args.models_dir)
+    if note:
+        print(note)
     return 0
 
 

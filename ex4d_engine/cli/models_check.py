@@ -14,6 +14,17 @@ import argparse
 from ..errors import ResourceError
 
 
+#: The files each role is found in (diffsynth also accepts the .safetensors twins of the .pth encoders).
+EXPECTED_FILES = {
+    "dit": "diffusion_pytorch_model-0000N-of-00007.safetensors (7 shards)",
+    "text_encoder": "models_t5_umt5-xxl-enc-bf16.pth (or .safetensors)",
+    "image_encoder": "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth (or .safetensors)",
+    "vae": "Wan2.1_VAE.pth (or .safetensors)",
+    "tokenizer": "google/umt5-xxl/ (tokenizer folder)",
+    "ex4d_ckpt": "ex4d.ckpt",
+}
+
+
 def add_check_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check a Wan2.1 + EX-4D model folder file by file",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,6 +44,8 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"model folder: {folder}")
     for item in report:
         where = f" {item.paths[0]}" + (f" (+{len(item.paths) - 1})" if len(item.paths) > 1 else "") if item.paths else ""
+        if not item.paths:
+            where = f" expected: {EXPECTED_FILES.get(item.name, '?')}"
         print(f"  {item.name:<14} {item.status.upper():<8}{where}")
         if item.detail:
             print(f"  {'':<14} {item.detail}")

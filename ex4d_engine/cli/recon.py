@@ -47,6 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="write camera_{cam}.npz in the seed's layout")
     p.add_argument("--mask_format", choices=("mp4", "png"), default="mp4",
                    help="mask as lossless mp4 (default) or a folder of PNGs mask_{cam}/")
+    p.add_argument("--color_format", "--colour_format", choices=("mp4", "lossless", "png"), default="mp4",
+                   help="colour as mp4 (default, plays everywhere, lossy), lossless (H.264 RGB, exact values) or a "
+                        "folder of PNGs color_{cam}/ (exact): use an exact one when another tool conditions on it")
     p.add_argument("--package", help="also write the Blender scene package (.ex4dscene.zip) here")
     p.add_argument("--pixel_offset", type=float, default=0.5,
                    help="vertex position inside its pixel: 0.5 exact (default), 0 = the seed's integer coordinates")
@@ -68,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     staging = Path(tempfile.mkdtemp(prefix=".ex4d-recon-", dir=out_dir))
     try:
         mask_name = f"mask_{cam}" + (".mp4" if args.mask_format == "mp4" else "")
-        pipeline.save_conditioning(conditioning, trajectory.fps, staging / f"color_{cam}.mp4", staging / mask_name,
-                                   args.mask_format)
+        colour_name = f"color_{cam}" + ("" if args.color_format == "png" else ".mp4")
+        pipeline.save_conditioning(conditioning, trajectory.fps, staging / colour_name, staging / mask_name,
+                                   args.mask_format, args.color_format)
         if args.save_camera:
             from ..interchange import save_seed_npz
 
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.move(str(staging / name), str(target))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"wrote {out_dir}/color_{cam}.mp4 and {mask_name} ({len(trajectory)} frames, {scene.width}x{scene.height}, "
+    print(f"wrote {out_dir}/{colour_name} and {mask_name} ({len(trajectory)} frames, {scene.width}x{scene.height}, "
           f"{scene.fps:g} fps, f = {scene.intrinsics.focal_px:g} px [{scene.intrinsics.source}], "
           f"{100 * conditioning.mask.mean() / 255:.1f}% visible)")
     return 0
@@ -144,19 +148,12 @@ def _options(args: argparse.Namespace):
 
 
 def _read_trajectory(path: str, scene):
-    from ..contract import TrajectoryError
-    from ..errors import NotFoundError
     from ..interchange import detect_format, load_trajectory
 
-    if not os.path.exists(path):
-        raise NotFoundError(f"trajectory file not found: {path}")
-    try:
-        fmt = detect_format(path)
-        sized = {"width": scene.width, "height": scene.height} if fmt == "seed-npz" else {}
-        fps = {"fps": scene.fps} if fmt in ("seed-npz", "colmap") else {}
-        return load_trajectory(path, fmt, **sized, **fps)
-    except (TrajectoryError, UnicodeDecodeError) as exc:
-        raise InputError(f"trajectory {path}: {exc}") from None
+    fmt = detect_format(path) if os.path.exists(path) else None
+    sized = {"width": scene.width, "height": scene.height} if fmt == "seed-npz" else {}
+    fps = {"fps": scene.fps} if fmt in ("seed-npz", "colmap") else {}
+    return load_trajectory(path, fmt, **sized, **fps)
 
 
 def _save_mesh(scene, path: Path) -> None:

@@ -4,6 +4,8 @@ The same as ``ex4d recon`` followed by ``ex4d generate``, without writing the in
 (``--keep_conditioning`` writes them too). Writes ``<output_dir>/output_{cam}.mp4`` at the clip's fps,
 or ``preview_{cam}.mp4`` with ``--generator draft``: the draft is a preview, filled from the depth,
 the cameras and the other frames, over the faithful (coverage-normalised) colour render.
+``--stereo`` generates both eyes instead (docs/stereo.md): ``output_{cam}_left.mp4``, ``_right``, and the
+packed ``_sbs``, ``_sbs_half``, ``_tb`` mp4s with stereo metadata, plus ``trajectory_{cam}_left/right.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .generate import add_generation_args, generate_frames, write_output
+from .stereo import add_stereo_args, check_stereo_args, run_stereo
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="where output_{cam}.mp4 (preview_{cam}.mp4 for the draft) goes (default ./outputs)")
     p.add_argument("--keep_conditioning", action="store_true", help="also write color_{cam}.mp4 and mask_{cam}.mp4")
     add_generation_args(p)
+    add_stereo_args(p)
     p.set_defaults(func=run)
 
 
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"unknown camera preset {args.cam!r}; use {preset_names_help()}")
     if args.frames < 0:
         raise InputError(f"--frames must be >= 0 (0 = all), got {args.frames}")
+    check_stereo_args(args)
     generator = None
     if args.generator == "wan":  # load (and check) the weights before spending time on the recon
         from .generate import build_generator
@@ -54,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     options = pipeline.ReconOptions(num_frames=args.frames or 10 ** 6, fov_deg=args.fov, focal_px=args.focal,
                                     renderer=args.renderer)
     scene, trajectory, cam = scene_and_path(args, options)
+    if args.stereo:
+        return run_stereo(args, scene, trajectory, cam, generator, args.output_dir)
     preview = args.generator == "draft"
     with ProgressBar(f"render {cam}") as bar:
         conditioning = pipeline.render_conditioning(scene, trajectory, preview=preview, progress=bar.update)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 
 import numpy as np
 
 from ..contract import Trajectory, TrajectoryError
-from ..errors import InputError, NotFoundError
+from ..errors import InputError
 from ..interchange import FORMATS, load_trajectory, save_trajectory
 
 
@@ -92,13 +91,8 @@ def summary_lines(trajectory: Trajectory) -> list[str]:
 
 
 def _load(path: str, args: argparse.Namespace) -> Trajectory:
-    if not os.path.exists(path):
-        raise NotFoundError(f"trajectory not found: {path}")
     try:
         return load_trajectory(path, args.from_format, width=args.width, height=args.height, fps=args.fps)
-    except TrajectoryError as exc:
-        message = str(exc)
-        raise InputError(message if path in message else f"{path}: {message}") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 

@@ -40,6 +40,22 @@ def available_backends() -> list[str]:
     return ["file", *(b.name for b in registered_backends())]
 
 
+def backend_problem(name: str, models_dir: Optional[str] = None) -> str:
+    """Why backend ``name`` cannot run here ("" when it can): missing weights, code or Python package."""
+    if name == "file":
+        return ""
+    backend = get_backend(name)
+    missing = [c for c in backend.components(DepthSettings(models_dir=models_dir)) if not c.found]
+    if missing:
+        return "; ".join(f"{c.name} missing ({c.get_command})" for c in missing)
+    return ""
+
+
+def runnable_backends(models_dir: Optional[str] = None) -> list[str]:
+    """The backends that can run here now (``file`` always can)."""
+    return [name for name in available_backends() if not backend_problem(name, models_dir)]
+
+
 def focal_estimating_backends() -> list[str]:
     return [b.name for b in registered_backends() if b.estimates_focal]
 

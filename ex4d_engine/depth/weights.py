@@ -48,8 +48,7 @@ class ModelWeights:
         return self.repo_id.split("/")[-1]
 
     def download_command(self, models_dir: Optional[str | os.PathLike] = None) -> str:
-        root = models_dir_or_none(models_dir)
-        target = str(Path(root) / self.folder_name) if root else f"$EX4D_MODELS_DIR/{self.folder_name}"
+        target = download_target(self.folder_name, models_dir)
         include = (" --include " + " ".join(f'"{p}"' for p in self.include)) if self.include else ""
         login = "hf auth login (accept the licence on the model page first); " if self.gated else ""
         return f"{login}hf download {self.repo_id}{include} --local-dir {target}"
@@ -66,6 +65,24 @@ class WeightsLocation:
     @property
     def found(self) -> bool:
         return self.folder is not None
+
+
+#: Where download hints put weights when neither --models-dir nor $EX4D_MODELS_DIR says (never a bare "/...").
+SUGGESTED_MODELS_DIR = "~/ex4d-models"
+
+
+def download_target(folder_name: str, models_dir: Optional[str | os.PathLike] = None) -> str:
+    """The ``--local-dir`` of a download hint: inside the models folder in use, or the suggested one."""
+    root = models_dir_or_none(models_dir)
+    return str(root / folder_name) if root else f"{SUGGESTED_MODELS_DIR}/{folder_name}"
+
+
+def models_dir_note(models_dir: Optional[str | os.PathLike] = None) -> str:
+    """One line telling how to point ex4d at the suggested folder, when nothing is set ("" otherwise)."""
+    if models_dir_or_none(models_dir):
+        return ""
+    return (f"(no models folder is set: download into {SUGGESTED_MODELS_DIR} as shown, then pass "
+            f"--models-dir {SUGGESTED_MODELS_DIR} or export {MODELS_DIR_ENV}={SUGGESTED_MODELS_DIR})")
 
 
 def models_dir_or_none(models_dir: Optional[str | os.PathLike]) -> Optional[Path]:

@@ -12,19 +12,22 @@ from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
 from ex4d_engine.contract import Trajectory, TrajectoryError
-from ex4d_engine.errors import NotFoundError, ResourceError
+from ex4d_engine.interchange import trajectory_from_document
+from ex4d_engine.protocol import JOB_ID_PATTERN
+from ex4d_engine.errors import ConflictError, InputError, NotFoundError, ResourceError
 
-from ..artefacts import CONDITIONING_VIDEOS, ID_PATTERN, RESULT_VIDEO, Artefacts
+from ..artefacts import CONDITIONING_VIDEOS, RESULT_VIDEO, Artefacts
 from ..deps import ArtefactsDep, PoolDep, SettingsDep, StoreDep, TokenDep
-from ..errors import ConflictError, FieldError
-from ..generators import generator_status
-from ..schemas import ErrorBody, JobCreate, JobList, JobPublic
-from ..store import JobKind, JobRow, JobState, SceneState, Store
+from ex4d_engine.generation.registry import generator_status
+from ex4d_engine.protocol import JobKind, JobRequest, JobState, SceneState
+
+from ..schemas import ErrorBody, JobCreate, JobList, JobPublic, job_of
+from ..store import JobRow, Store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[TokenDep],
                    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 
-JobId = Annotated[str, PathParam(pattern=ID_PATTERN.replace("[sj]", "j"), description="job id")]
+JobId = Annotated[str, PathParam(pattern=f"^{JOB_ID_PATTERN}$", description="job id")]
 KEEP_ALIVE_S = 15.0
 
 
@@ -33,23 +36,25 @@ KEEP_ALIVE_S = 15.0
              summary="Re-shoot a ready scene along a trajectory")
 def create_job(body: JobCreate, store: StoreDep, artefacts: ArtefactsDep, settings: SettingsDep,
                pool: PoolDep) -> JobPublic:
+    request = JobRequest.from_dict(body.model_dump()).check()
     try:
-        scene = store.get_scene(body.scene_id)
+        scene = store.get_scene(request.scene_id)
     except NotFoundError as exc:
-        raise FieldError(exc.message, "scene_id") from None
+        raise InputError(exc.message, "scene_id") from None
     if scene.state != SceneState.ready:
         raise ConflictError(f"scene {scene.id!r} is not ready (state: {scene.state.value}); "
                             "wait for its recon job to succeed")
-    try:
-        trajectory = Trajectory.from_dict(body.trajectory)
+    try:  # the one place an HTTP trajectory is validated (any supported form); stored canonically from here on
+        trajectory = trajectory_from_document(request.trajectory, "trajectory")
     except TrajectoryError as exc:
-        raise FieldError(f"trajectory: {exc}", "trajectory") from None
+        raise TrajectoryError(exc.message, "trajectory") from None
     _check_trajectory(trajectory, scene.metadata or {}, settings)
-    options = body.options
+    options = request.options
     status = generator_status(options.generator, settings.models_dir)
     if not status.available:
         raise ResourceError(f"generator {options.generator!r} is not available: {status.reason}")
-    job = store.create_job(scene_id=scene.id, options=options.model_dump(), trajectory_json=json.dumps(body.trajectory),
+    job = store.create_job(scene_id=scene.id, options=options.to_dict(),
+                           trajectory_json=json.dumps(trajectory.to_dict()),
                            num_frames=len(trajectory), fps=trajectory.fps)
     pool.wake()
     return _public(job, store, artefacts)
@@ -136,18 +141,30 @@ def _public(job: JobRow, store: Store, artefacts: Artefacts) -> JobPublic:
     if job.kind == JobKind.generate and job.state != JobState.queued:
         directory = artefacts.job_dir(job.id)
         ready = tuple((directory / CONDITIONING_VIDEOS[w]).is_file() for w in ("colour", "mask"))
-    return JobPublic.of(job, queue_position=store.queue_position(job), conditioning_ready=ready)
+    return JobPublic(**job_of(job, queue_position=store.queue_position(job), conditioning_ready=ready).to_dict())
+
+
+#: Ranges checked up front so an absurd value is a 422, never a failed job (fps 1e308, 2000000x1).
+FPS_RANGE = (0.1, 240.0)
+SIDE_RANGE = (8, 4096)
 
 
 def _check_trajectory(trajectory: Trajectory, scene_meta: dict, settings) -> None:
     frames = len(trajectory)
     if frames > settings.max_frames:
-        raise FieldError(f"trajectory has {frames} frames, the limit is {settings.max_frames}", "trajectory")
+        raise InputError(f"trajectory has {frames} frames, the limit is {settings.max_frames}", "trajectory")
     pixels = trajectory.width * trajectory.height
     if pixels > settings.max_pixels:
-        raise FieldError(f"trajectory size {trajectory.width}x{trajectory.height} is over the limit of "
+        raise InputError(f"trajectory size {trajectory.width}x{trajectory.height} is over the limit of "
                          f"{settings.max_pixels} pixels", "trajectory")
+    if not FPS_RANGE[0] <= trajectory.fps <= FPS_RANGE[1]:
+        raise InputError(f"trajectory fps is {trajectory.fps:g}; it must be between {FPS_RANGE[0]:g} and "
+                         f"{FPS_RANGE[1]:g}", "trajectory")
+    for name, side in (("width", trajectory.width), ("height", trajectory.height)):
+        if not SIDE_RANGE[0] <= side <= SIDE_RANGE[1]:
+            raise InputError(f"trajectory {name} is {side}; it must be between {SIDE_RANGE[0]} and "
+                             f"{SIDE_RANGE[1]} pixels", "trajectory")
     scene_frames = scene_meta.get("num_frames")
     if not scene_meta.get("only_first_frame") and scene_frames is not None and frames > scene_frames:
-        raise FieldError(f"trajectory has {frames} frames but the scene has {scene_frames}; use at most "
+        raise InputError(f"trajectory has {frames} frames but the scene has {scene_frames}; use at most "
                          f"{scene_frames} (or a static scene, only_first_frame)", "trajectory")

@@ -85,6 +85,6 @@ def test_extension_zip_has_only_the_payload(extension_zip):
         assert "blender_manifest.toml" in names and "__init__.py" in names
         expected = {n for n in os.listdir(ADDON) if n.endswith(".py")} | {"blender_manifest.toml"}
         assert names == expected, names ^ expected
-        for shared in ("contract.py", "interchange.py"):  # byte-identical to the engine's single source
+        for shared in ("contract.py", "interchange.py", "safe_zip.py"):  # byte-identical to the engine's single source
             with open(os.path.join(REPO, "ex4d_engine", shared), "rb") as handle:
                 assert archive.read(shared) == handle.read(), shared

@@ -2,7 +2,8 @@
 
 Blender (Cycles CPU, emission material playing the source video) renders the imported DW-mesh through
 a keyed shot camera; the engine renders the same trajectory (``render_conditioning``). On the pixels
-the engine marks visible, the two agree to PSNR >= 30 dB. The figure is printed (``-s``) and recorded
+the engine marks visible, the two agree to PSNR >= 30 dB, with the skirt toggle in its default state
+(hidden in the 3D views, kept in renders). The figure is printed (``-s``) and recorded
 in docs/blender.md.
 """
 
@@ -29,6 +30,7 @@ def test_blender_render_matches_engine_render(bpy_run, extension_zip, engine_sce
                      engine_scene["package"], "--workdir", str(tmp_path), "--frames", ",".join(map(str, FRAMES)))
     assert result["render"]["ok"], result["render"].get("error")
     value = result["render"]["value"]
+    assert value["skirt_hidden_in_viewport"]  # the skirt toggle in its default state (issue 19)
     trajectory = Trajectory.load(value["trajectory"])
     scene = engine_scene["scene"]
     assert (trajectory.width, trajectory.height) == (scene.width, scene.height)

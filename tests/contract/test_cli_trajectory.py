@@ -98,7 +98,7 @@ def test_lossy_export_is_refused_and_leaves_nothing(tmp_path, tiny_trajectory):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (("validate", "{tmp}/missing.json"), 3, "trajectory not found"),
+        (("validate", "{tmp}/missing.json"), 3, "trajectory file not found"),
         (("validate", "{tmp}/cams.txt"), 2, "cannot tell the trajectory format"),
         (("validate", "{tmp}/cams.json", "--fps", "30"), 2, "stores its own fps"),
         (("validate", "{tmp}/broken.npz"), 2, "not a readable .npz"),

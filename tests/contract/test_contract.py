@@ -258,7 +258,8 @@ def test_contract_and_interchange_import_without_torch_or_bpy():
         "sys.modules['bpy'] = None\n"
         "import ex4d_engine.contract, ex4d_engine.interchange\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('ex4d_engine.'))\n"
-        "assert loaded == ['ex4d_engine.contract', 'ex4d_engine.interchange'], loaded\n"
+        "assert loaded == ['ex4d_engine.atomic', 'ex4d_engine.contract', 'ex4d_engine.errors',"
+        " 'ex4d_engine.interchange'], loaded\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -266,7 +267,7 @@ def test_contract_and_interchange_import_without_torch_or_bpy():
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("name", ["contract.py", "interchange.py"])
+@pytest.mark.parametrize("name", ["contract.py", "interchange.py", "safe_zip.py"])
 def test_blender_copies_are_byte_identical(name):
     assert (REPO / "ex4d_blender" / name).read_bytes() == (REPO / "ex4d_engine" / name).read_bytes(), (
         f"ex4d_blender/{name} differs from ex4d_engine/{name}: copy it again (cp ex4d_engine/{name} ex4d_blender/)"

@@ -392,3 +392,21 @@ def test_module_docstring_states_the_formats():
     doc = interchange.__doc__
     for fragment in ("diag(1, -1, -1, 1)", "float32", "fx = fy = (H/2) / tan(fov/2)", "allow_lossy", "Shepperd"):
         assert fragment in doc
+
+
+def test_every_form_of_a_camera_path_document_is_read(tmp_path):
+    """recon_{cam}.json (the trajectory wrapped in a record) and nerfstudio documents are camera paths too."""
+    import json
+
+    from ex4d_engine.interchange import trajectory_from_document
+    from ex4d_engine.presets import make_preset
+
+    traj = make_preset("30", num_frames=5, K=intrinsics_matrix(60.0, 60.0, 32.0, 24.0), width=64, height=48,
+                       fps=12.0, radius=2.0)
+    record = tmp_path / "recon_30.json"
+    record.write_text(json.dumps({"cam": "30", "K": [[1, 0, 0]], "trajectory": traj.to_dict()}))
+    assert np.allclose(load_trajectory(record).w2c, traj.w2c)
+    via_nerfstudio = trajectory_from_document(trajectory_to_nerfstudio(traj))
+    assert np.allclose(via_nerfstudio.w2c, traj.w2c, atol=1e-9) and via_nerfstudio.fps == traj.fps
+    with pytest.raises(TrajectoryError, match="not a camera path.*ex4d trajectory convert"):
+        trajectory_from_document({"camera": 1}, "body")

@@ -9,7 +9,7 @@ import pytest
 
 from ex4d_engine.depth.conversion import (DEPTH_CLIP, NEAREST_DEPTH, channels_to_disparity,
                                           depthcrafter_output_to_depth, normalised_disparity_to_depth)
-from ex4d_engine.depth.intrinsics import SEED_FOCAL_PX, focal_from_fov, parse_fov, resolve_focal_px
+from ex4d_engine.intrinsics import SEED_FOCAL_PX, resolve_intrinsics
 from ex4d_engine.errors import InputError
 
 
@@ -38,20 +38,19 @@ def test_flat_output_does_not_divide_by_zero():
 
 
 def test_focal_choices():
-    assert resolve_focal_px(None, 512, None) == SEED_FOCAL_PX
-    assert resolve_focal_px(90.0, 512, None) == pytest.approx(256.0)
-    assert resolve_focal_px("60", 512, None) == pytest.approx(256 / math.tan(math.radians(30)))
-    assert resolve_focal_px("auto", 512, 400.0, "depth-pro") == 400.0
-    assert focal_from_fov(2 * math.degrees(math.atan(512 / 1000)), 1024) == pytest.approx(1000.0)
+    assert resolve_intrinsics(512, 512).focal_px == SEED_FOCAL_PX
+    assert resolve_intrinsics(512, 512).source == "seed_default"
+    # a 90 degree horizontal FOV puts the image edge at 45 degrees: f = (W / 2) / tan(45) = 256
+    assert resolve_intrinsics(512, 384, fov_deg=90.0).focal_px == pytest.approx(256.0)
+    assert resolve_intrinsics(512, 384, fov_deg=60.0).focal_px == pytest.approx(256 / math.tan(math.radians(30)))
+    assert resolve_intrinsics(512, 384, model_focal_px=400.0).source == "model"
+    K = resolve_intrinsics(1024, 512, focal_px=1000.0).K
+    assert (K[0, 0], K[1, 1], K[0, 2], K[1, 2]) == (1000.0, 1000.0, 512.0, 256.0)
+    assert resolve_intrinsics(1024, 512, focal_px=1000.0).fov_x_deg == pytest.approx(2 * math.degrees(math.atan(0.512)))
 
 
-def test_fov_auto_without_an_estimate_names_the_backends_that_have_one():
-    with pytest.raises(InputError, match="depth-pro") as err:
-        resolve_focal_px("auto", 512, None, "depth-anything")
-    assert "'depth-anything' does not" in err.value.message
-
-
-@pytest.mark.parametrize("text", ["wide", "0", "180", "-5"])
-def test_bad_fov_text(text):
+@pytest.mark.parametrize("kwargs", [{"fov_deg": 0.0}, {"fov_deg": 180.0}, {"fov_deg": -5.0}, {"focal_px": 0.0},
+                                    {"focal_px": float("nan")}, {"fov_deg": 60.0, "focal_px": 500.0}])
+def test_bad_intrinsics_are_refused(kwargs):
     with pytest.raises(InputError):
-        parse_fov(text)
+        resolve_intrinsics(512, 512, **kwargs)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ex4d_engine.depth import estimate_depth
-from ex4d_engine.depth.intrinsics import resolve_focal_px
+from ex4d_engine.intrinsics import resolve_intrinsics
 from ex4d_engine.errors import ResourceError
 
 from .conftest import TINY_DEPTH_PRO_FOV_DEG
@@ -23,7 +23,8 @@ def test_metric_depth_and_focal_length(tiny_models_dir, moving_frames):
     assert np.isfinite(est.depth).all() and (est.depth > 0).all()
     assert est.units == "metres" and est.backend == "depth-pro"
     # --fov auto takes the model's focal length
-    assert resolve_focal_px("auto", width, est.focal_px, est.backend) == pytest.approx(expected_focal, rel=1e-3)
+    assert resolve_intrinsics(width, moving_frames.shape[1], model_focal_px=est.focal_px).focal_px == \
+        pytest.approx(expected_focal, rel=1e-3)
 
 
 def test_stabilisation_keeps_the_metric_scale(tiny_models_dir, moving_frames):

@@ -41,7 +41,10 @@ def test_orbit_follows_the_seed_formula():
     assert np.allclose(eyes[:, 1], 0.2 * r * (np.abs(np.cos(theta)) - 1))
     assert np.allclose(eyes[:, 2], r - r * np.abs(np.cos(theta)))
     traj = preset(str(deg), n, r)
-    assert yaw_deg(traj.w2c[-1]) == pytest.approx(-deg, abs=1e-6) or yaw_deg(traj.w2c[-1]) == pytest.approx(deg, abs=1e-6)
+    # the camera ends at +x (eyes[:, 0] = r sin(theta) > 0) looking back at the pivot on the z axis, so its
+    # forward axis points towards -x: a yaw of -deg (atan2(forward_x, forward_z) < 0)
+    assert eyes[-1, 0] > 0
+    assert yaw_deg(traj.w2c[-1]) == pytest.approx(-deg, abs=1e-6)
     # every camera looks at the pivot (0, 0, r)
     for w2c in traj.w2c:
         pivot_cam = w2c[:3, :3] @ np.array([0, 0, r]) + w2c[:3, 3]

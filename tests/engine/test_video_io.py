@@ -25,6 +25,19 @@ def test_masks_stay_exactly_binary_on_disk(tmp_path):
     assert set(np.unique(raw)) == {0, 255}
 
 
+def test_a_colour_video_is_not_taken_for_a_mask(tmp_path):
+    colour = (np.random.default_rng(2).random((3, 32, 48, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "color_30.mp4"
+    video_io.write_video(path, colour, 24.0)
+    with pytest.raises(InputError, match="is not a mask video.*colour render"):
+        video_io.read_mask_video(path)
+    lossy = tmp_path / "lossy_mask.mp4"  # a mask through a lossy codec is still a mask
+    masks = np.zeros((3, 32, 48), np.uint8)
+    masks[:, :, 24:] = 255
+    video_io.write_video(lossy, np.repeat(masks[..., None], 3, axis=-1), 24.0)
+    assert np.array_equal(video_io.read_mask_video(lossy), masks)
+
+
 @pytest.mark.parametrize("size, expected", [((1920, 1080), (1024, 576)), ((512, 512), (512, 512)),
                                             ((640, 360), (640, 384)), ((1080, 1920), (576, 1024))])
 def test_working_size_follows_the_seed(size, expected):

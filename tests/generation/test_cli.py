@@ -58,7 +58,8 @@ def test_generate_bad_inputs(tiny_models_dir, render_videos, tmp_path, capsys):
     rc = main(["generate", "--color_video", render_videos[0], "--mask_video", render_videos[1],
                "--output_video", str(out), "--models_dir", str(tmp_path / "nowhere"), "--device", "cpu"])
     err = capsys.readouterr().err
-    assert rc == 3 and "hf download Wan-AI/Wan2.1-I2V-14B-480P" in err
+    # missing weights are resource_unavailable, exit 4 (as for depth weights), with the download command
+    assert rc == 4 and "hf download Wan-AI/Wan2.1-I2V-14B-480P" in err
     assert not out.exists()
 
 

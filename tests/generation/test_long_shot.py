@@ -21,6 +21,9 @@ def test_windows_cover_every_frame_with_4k_plus_1_windows(total):
 
 
 def test_window_plan_examples():
+    # 100 frames in 49-frame windows overlapping by 8: [0, 49), then [49 - 8, 41 + 49) = [41, 90); the 10 frames
+    # left need a last window that ends at 100, overlaps by >= 8 and has 4k+1 frames: 90 - 8 = 82 would give 18,
+    # so it starts earlier, at 100 - 21 = 79 (21 = 4 * 5 + 1 frames, overlap 11)
     assert plan_windows(100, 49, 8) == [Window(0, 49), Window(41, 90), Window(79, 100)]
     with pytest.raises(InputError, match="overlap"):
         plan_windows(100, 49, 49)

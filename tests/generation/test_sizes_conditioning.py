@@ -11,11 +11,17 @@ from ex4d_engine.generation.wan.conditioning import (EROSION_MAX, EROSION_MIN, b
 from ex4d_engine.generation.wan.sizes import AREA_480P, pick_size, window_frames
 
 
-@pytest.mark.parametrize("size, expected", [
-    ((1920, 1080), (832, 480)), ((1080, 1920), (480, 832)), ((512, 512), (640, 624)), ((640, 480), (736, 544)),
-])
-def test_pick_size_known_values(size, expected):
+@pytest.mark.parametrize("size, expected", [((1920, 1080), (832, 480)), ((1080, 1920), (480, 832))])
+def test_pick_size_gives_wans_own_480p_sizes(size, expected):
+    # Wan2.1-I2V-480P's released size for 16:9 is 832x480 (and 480x832 portrait)
     assert pick_size(*size) == expected
+    assert AREA_480P == 832 * 480
+
+
+def test_pick_size_square_is_the_exact_area_split_into_two_neighbouring_multiples_of_16():
+    # sqrt(832 * 480) = 631.9 lies between 624 and 640, and 624 * 640 is exactly the 480P area: a square clip
+    # can do no better than these two sides (the wider one first, the tie-break towards width)
+    assert pick_size(512, 512) == (640, 624)
 
 
 @pytest.mark.parametrize("width, height", [(1920, 1080), (1000, 333), (333, 1000), (720, 576), (4096, 1716), (97, 61)])

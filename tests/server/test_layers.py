@@ -17,7 +17,7 @@ def _loaded_after(code: str) -> set[str]:
 
 
 def test_worker_modules_do_not_import_fastapi():
-    loaded = _loaded_after("import server.worker, server.tasks, server.supervisor, server.generators")
+    loaded = _loaded_after("import server.worker, server.tasks, server.supervisor, server.job_context, ex4d_engine.generation.registry")
     assert not {m for m in loaded if m.split(".")[0] in ("fastapi", "starlette", "uvicorn", "torch")}
 
 

@@ -8,11 +8,13 @@ import os
 import threading
 
 import pytest
+import torch
 
 from ex4d_engine.errors import InputError, JobCancelledError, NotFoundError
 from server.artefacts import Artefacts, atomic_path, remove_partials, resolve_import
-from server.errors import ConflictError, FieldError
-from server.store import JobState, SceneState, Store
+from ex4d_engine.errors import ConflictError
+from ex4d_engine.protocol import JobState, SceneState
+from server.store import Store
 from server.worker import describe_failure
 
 
@@ -131,10 +133,10 @@ def test_import_paths_must_stay_in_a_root(tmp_path):
     assert resolve_import(str(root / "ok.mp4"), [root], "import_path") == (root / "ok.mp4").resolve()
     for bad in (str(root / ".." / "outside" / "no.mp4"), str(root / "link.mp4"), str(root / "dirlink" / "no.mp4"),
                 "ok.mp4", str(root), "/etc/passwd", "\x00"):
-        with pytest.raises(FieldError) as info:
+        with pytest.raises(InputError) as info:
             resolve_import(bad, [root], "import_path")
         assert info.value.field == "import_path"
-    with pytest.raises(FieldError, match="imports are disabled"):
+    with pytest.raises(InputError, match="imports are disabled"):
         resolve_import(str(root / "ok.mp4"), [], "import_path")
 
 
@@ -174,12 +176,8 @@ def test_remove_orphans_keeps_known_folders(tmp_path):
 
 
 # ---------------------------------------------------------------------- failures
-class OutOfMemoryError(RuntimeError):
-    """Same name as torch.cuda.OutOfMemoryError, which is what describe_failure recognises."""
-
-
 @pytest.mark.parametrize("exc,code,text", [
-    (OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "resource_unavailable",
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "resource_unavailable",
      "GPU out of memory during generate"),
     (MemoryError(), "resource_unavailable", "host out of memory during generate"),
     (OSError(errno.ENOSPC, "No space left on device"), "resource_unavailable", "disk full during generate"),

@@ -23,8 +23,10 @@ def import_root(tmp_path_factory, clip):
 
 
 @pytest.fixture(scope="module")
-def server(start_server, import_root):
-    return start_server("--import-root", str(import_root), "--max-upload-mb", "1")
+def server(start_server, import_root, tmp_path_factory):
+    # an empty models dir: the wan generator is unavailable here whatever the machine holds
+    return start_server("--import-root", str(import_root), "--max-upload-mb", "1",
+                        "--models-dir", str(tmp_path_factory.mktemp("no_models")))
 
 
 def _error(response: requests.Response, status: int, field: str | None, text: str = "") -> dict:
@@ -193,25 +195,30 @@ def test_bad_job_bodies_are_422(server, scene, trajectory_for):
 def test_unavailable_generator_is_503_with_reason(server, scene, trajectory_for):
     health = requests.get(server.url + "/v1/health", timeout=10).json()
     wan = next(g for g in health["generators"] if g["name"] == "wan")
-    response = server.submit_job(scene, trajectory_for(scene), generator="wan")
-    if wan["available"]:
-        assert response.status_code == 202
-    else:
-        body = _error(response, 503, None, "not available")
-        assert wan["reason"] in body["message"]
+    assert wan["available"] is False and "weights missing" in wan["reason"] and wan["models_missing"]
+    body = _error(server.submit_job(scene, trajectory_for(scene), generator="wan"), 503, None, "not available")
+    assert wan["reason"] in body["message"] and body["error"] == "resource_unavailable"
 
 
-def test_job_for_a_scene_that_is_not_ready_is_409(server, clip, scene, trajectory_for):
-    response = server.upload_scene(clip)
-    pending = response.json()
-    server.delete(f"/v1/jobs/{pending['recon_job_id']}")
-    server.wait_job(pending["recon_job_id"])
-    state = server.get(f"/v1/scenes/{pending['id']}").json()["state"]
-    answer = server.post("/v1/jobs", json={"scene_id": pending["id"], "trajectory": trajectory_for(scene)})
-    if state == "ready":  # the recon beat the cancel; nothing to check
-        assert answer.status_code == 202
-    else:
-        _error(answer, 409, None, "is not ready")
+def _failed_scene(server) -> dict:
+    """A scene whose recon fails for sure: its row points at a source file that is not there."""
+    from server.store import Store
+
+    store = Store(server.data_dir / "ex4d.sqlite3")
+    scene, job = store.create_scene(source_name="gone.mp4", source_path=str(server.data_dir / "gone.mp4"),
+                                    depth_path=None, options={"num_frames": 9, "depth_source": "file"})
+    store.close()
+    requests.get(server.url + "/v1/health", timeout=10)  # the worker polls the queue within 0.5 s anyway
+    assert server.wait_job(job.id)["state"] == "failed"
+    return server.get(f"/v1/scenes/{scene.id}").json()
+
+
+def test_job_for_a_scene_that_is_not_ready_is_409(server, scene, trajectory_for):
+    failed = _failed_scene(server)
+    assert failed["state"] == "failed" and failed["error"]["error"] == "invalid_input"
+    answer = server.post("/v1/jobs", json={"scene_id": failed["id"], "trajectory": trajectory_for(scene)})
+    _error(answer, 409, None, "is not ready (state: failed)")
+    _error(server.get(f"/v1/scenes/{failed['id']}/package"), 409, None, "is not ready")
 
 
 def test_unknown_and_malformed_ids(server):
@@ -227,8 +234,13 @@ def test_unknown_and_malformed_ids(server):
 
 
 def test_result_before_success_is_404(server, scene, trajectory_for):
-    job = server.submit_job(scene, trajectory_for(scene)).json()
-    early = server.get(f"/v1/jobs/{job['id']}/result")
-    assert early.status_code in (404, 200)  # 200 only if it already finished
+    from server.store import Store
+
+    store = Store(server.data_dir / "ex4d.sqlite3")  # a job whose trajectory cannot be read fails for sure
+    job = store.create_job(scene_id=scene["id"], options={"generator": "draft"}, trajectory_json="{}",
+                           num_frames=1, fps=12.0)
+    store.close()
+    assert server.wait_job(job.id)["state"] == "failed"
+    _error(server.get(f"/v1/jobs/{job.id}/result"), 404, None, "has no result (kind generate, state failed)")
     recon = server.get(f"/v1/jobs/{scene['recon_job_id']}/result")
     _error(recon, 404, None, "has no result")

@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ...atomic import atomic_path
+from ...depth.weights import download_target, models_dir_note
 from ...errors import NotFoundError, ResourceError
 
 WAN_REPO = "Wan-AI/Wan2.1-I2V-14B-480P"
@@ -80,8 +82,8 @@ def wan_folder(models_dir: Optional[str] = None) -> str:
     to ``$EX4D_MODELS_DIR``."""
     root = models_dir or os.environ.get(MODELS_DIR_ENV)
     if not root:
-        raise NotFoundError(f"no model folder given: pass --models_dir or set ${MODELS_DIR_ENV}.\n"
-                            + download_commands(f"$EX4D_MODELS_DIR/{WAN_FOLDER_NAME}"))
+        raise NotFoundError(f"no model folder given: pass --models-dir or set ${MODELS_DIR_ENV}.\n"
+                            + download_commands(download_target(WAN_FOLDER_NAME)) + "\n" + models_dir_note())
     if glob.glob(os.path.join(root, DIT_GLOB)) or not os.path.isdir(os.path.join(root, WAN_FOLDER_NAME)):
         return root
     return os.path.join(root, WAN_FOLDER_NAME)
@@ -191,9 +193,8 @@ def convert_pth_to_safetensors(models_dir: str) -> list[str]:
             continue
         state = torch.load(src, map_location="cpu", weights_only=True, mmap=True)
         state = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
-        tmp = dst + ".part"
-        save_file(state, tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            save_file(state, str(tmp))
         written.append(dst)
     return written
 
@@ -218,7 +219,7 @@ def list_needs(models_dir: Optional[str]) -> tuple[str, list[Need]]:
     try:
         folder = wan_folder(models_dir)
     except NotFoundError:
-        folder = f"$EX4D_MODELS_DIR/{WAN_FOLDER_NAME}"
+        folder = download_target(WAN_FOLDER_NAME)
     found = locate(folder) if os.path.isdir(folder) else {}
     wan_cmd = f"hf download {WAN_REPO} --local-dir {folder}"
     rows = [("dit (7 shards)", "dit", wan_cmd), ("umT5-XXL text encoder", "text_encoder", wan_cmd),
@@ -234,6 +235,8 @@ def list_needs(models_dir: Optional[str]) -> tuple[str, list[Need]]:
 
 
 def models_status(models_dir: Optional[str]) -> dict:
-    """{"present": [...], "missing": [...]} component names, for the server's health (no file opened)."""
+    """{"present", "missing": component names, "get": the commands fetching what is missing} (no file opened)."""
     _, needs = list_needs(models_dir)
-    return {"present": [n.name for n in needs if n.found], "missing": [n.name for n in needs if not n.found]}
+    missing = [n for n in needs if not n.found]
+    return {"present": [n.name for n in needs if n.found], "missing": [n.name for n in missing],
+            "get": list(dict.fromkeys(n.get_command for n in missing))}

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener
 from typing import Optional
 
-from ...errors import Ex4dError, InputError, JobCancelledError, NotFoundError, ResourceError
+from ...errors import Ex4dError, InputError, JobCancelledError, ResourceError, error_from_body
+from ...protocol import GENERATORS
 from ..gpu_groups import MULTICAST_OFF_ENV, WAN_ATTENTION_HEADS, check_group_size  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,9 @@ log = logging.getLogger(__name__)
 #: The socket's shared secret travels in the environment, never on the command line.
 AUTHKEY_ENV = "EX4D_GANG_AUTHKEY"
 #: Generators a gang can run: "wan" (USP over NCCL) or "draft" (gloo on CPU: tests the gang itself).
-GANG_GENERATORS = ("wan", "draft")
+GANG_GENERATORS = tuple(GENERATORS)  # any registered generator can run as a gang
 START_TIMEOUT_S = 900.0  # loading 14B weights on every rank takes minutes
 POLL_S = 0.05
-_ERRORS = {cls.code: cls for cls in (InputError, NotFoundError, ResourceError, JobCancelledError)}
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ class GangSpec:
         check_group_size(self.size)
         if self.generator == "wan" and not self.models_dir:
             raise InputError("the Wan generator needs a models dir (--models-dir)")
+
+
+def start_gang(name: str, size: int, models_dir: Optional[str], profile: Optional[str]) -> "GangGenerator":
+    """The registry's gang runner (``registry.GANG_RUNNER``): generator ``name`` over ``size`` GPUs."""
+    return GangGenerator(GangSpec(size=size, generator=name, models_dir=models_dir, profile=profile))
 
 
 def gang_command(spec: GangSpec, address: str) -> list[str]:
@@ -250,7 +255,7 @@ class GangGenerator:
     def _error_from(self, message, stage: str) -> Ex4dError:
         if message[0] == "error":
             code, text = message[1], message[2]
-            return _ERRORS.get(code, ResourceError)(text if code in _ERRORS else f"{code} during {stage}: {text}")
+            return error_from_body({"error": code, "message": text})  # a rank's error, typed by the error table
         return ResourceError(f"the GPU group's gang sent {message[0]!r} during {stage}")
 
 
@@ -332,16 +337,15 @@ def load_rank(args: argparse.Namespace, info: RankInfo) -> RankRuntime:
     """Join the process group and load this rank's generator."""
     import torch.distributed as dist
 
+    from ..registry import load_generator
+
     if args.generator == "draft":
         dist.init_process_group(backend="gloo")
-        from ..draft import DraftGenerator
-
-        return RankRuntime(info, DraftGenerator(), None)
+        return RankRuntime(info, load_generator("draft"), None)
 
     import torch
 
     from .adapter import ensure_diffsynth
-    from .generator import load_generator
     from .model_folder import resolve
 
     ensure_diffsynth()
@@ -357,7 +361,8 @@ def load_rank(args: argparse.Namespace, info: RankInfo) -> RankRuntime:
     kwargs = {"compile_dit": args.compile_dit}
     if args.profile:
         kwargs["profile"] = args.profile
-    generator = load_generator(args.models_dir, device=f"cuda:{torch.cuda.current_device()}", **kwargs)
+    generator = load_generator("wan", args.models_dir, kwargs.pop("profile", None),
+                               device=f"cuda:{torch.cuda.current_device()}", **kwargs)
     enable_usp(generator.pipeline.pipe)
     return RankRuntime(info, generator, control)
 

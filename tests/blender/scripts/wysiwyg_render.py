@@ -57,6 +57,8 @@ def render():
         bpy.ops.render.render(write_still=True)
         paths[frame] = scene.render.filepath
     return {"trajectory": trajectory_path, "renders": paths,
+            "skirt_hidden_in_viewport": bool(collection.get("ex4d_skirt"))
+            and not addon.viewport.skirt_visible(scene, collection),
             "size": [scene.render.resolution_x, scene.render.resolution_y]}
 
 
