@@ -4,10 +4,10 @@ Builds the tiny random Wan model folder (:mod:`ex4d_engine.generation.wan.tiny_m
 the same request twice on one GPU:
   single  ``load_generator`` in this process (what a server worker of group size 1 runs);
   gang    ``GangGenerator(GangSpec(size=1, generator="wan", tiny=True))``: torchrun starts one rank,
-          which joins USP (diffsynth ``initialize_usp`` over NCCL, xfuser Ulysses degree 1), loads the
-          same folder, patches attention through ``enable_usp`` and returns the video over the socket.
+          which joins NCCL, loads the same folder, installs :mod:`ex4d_engine.generation.wan.dit_parallel`
+          (a group of 1: plain forward) and returns the video over the socket.
 Writes ``OUT/usp_group_of_one.json``: timings, the attention backend and the difference between
-the two videos (uint8). Needs a CUDA GPU, diffsynth 2.1.12 and xfuser (docs/multigpu.md).
+the two videos (uint8). Needs a CUDA GPU and diffsynth 2.1.12 (docs/multigpu.md).
 
     python bench/usp_group_of_one.py --out OUT [--frames 9] [--steps 4]
 """
@@ -60,7 +60,10 @@ def main() -> int:
     result: dict = {"frames": args.frames, "steps": args.steps, "gpu": torch.cuda.get_device_name(0)}
 
     start = time.perf_counter()
-    single = load_generator(folder, device="cuda", compile_dit=False)
+    from ex4d_engine.generation.wan.generator import SamplerSettings
+    from ex4d_engine.generation.wan.tiny_models import TINY_SAMPLER
+
+    single = load_generator(folder, device="cuda", compile_dit=False, settings=SamplerSettings(**TINY_SAMPLER))
     result["single_load_s"] = time.perf_counter() - start
     single.generate(req)  # warm-up
     start = time.perf_counter()
@@ -70,7 +73,7 @@ def main() -> int:
     torch.cuda.empty_cache()
 
     start = time.perf_counter()
-    gang = GangGenerator(GangSpec(size=1, generator="wan", models_dir=folder, tiny=True), start_timeout_s=300)
+    gang = GangGenerator(GangSpec(size=1, generator="wan", models_dir=folder, tiny=True, compile_dit=False), start_timeout_s=300)
     result["gang_start_s"] = time.perf_counter() - start
     result["gang_info"] = gang.info
     try:

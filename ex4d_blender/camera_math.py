@@ -16,7 +16,12 @@ SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
 
 
 class CameraSettingsError(ValueError):
-    """Blender camera settings that no pinhole ``K`` can express (the message says which)."""
+    """Blender camera settings that no pinhole ``K`` can express (the message says which).
+
+    ``user_error`` tells ``reporting`` it is the artist's to fix (this module stays importable alone).
+    """
+
+    user_error = True
 
 
 @dataclass(frozen=True)

@@ -1,40 +1,48 @@
-"""HTTP client for the EX-4D engine (``ex4d serve``), on the ``requests`` that Blender ships.
+"""HTTP client for the EX-4D engine (``ex4d serve``) on the standard library's ``urllib``.
 
-No bpy here: the client runs in worker threads. Every failure becomes :class:`ServerError`
-with a message written for the artist; the operators show it as is.
+No bpy and no third-party module here: the client runs in worker threads and on a Blender that
+ships neither ``requests`` nor ``numpy``. Every failure becomes :class:`ServerError` with a message
+written for the artist.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
+import json
 import os
+import socket
 import time
-from typing import Any, Callable
+import uuid
+from typing import Any, Callable, Iterator
+from urllib import error as urlerror, request as urlrequest
 from urllib.parse import urlparse
 
-from .contract import CONTRACT_VERSION
+from ._engine import CONTRACT_VERSION
+from ._engine.errors import KINDS
+from ._engine.protocol import API_VERSION, DEFAULT_URL, Job, JobOptions, JobRequest, Scene, SceneOptions, \
+    SceneState
+from .reporting import UserError
 
-DEFAULT_URL = "http://127.0.0.1:8420"
-#: Job states the engine reports (GET /v1/jobs/{id}).
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+CHUNK = 1 << 20
 
 
-class ServerError(Exception):
+class ServerError(UserError):
     """The engine could not be reached or refused a request.
 
     Attributes:
         message: written for the artist.
         status: HTTP status (0 when the engine was not reached).
         code: the engine's error code (``invalid_input``, ``not_found``, ...) or a client one
-            (``unreachable``, ``unauthorized``, ``version_mismatch``, ``cancelled``).
+            (``unreachable``, ``unauthorized``, ``version_mismatch``, ``cancelled``, ``timeout``,
+            ``bad_url``, ``bad_response``).
     """
 
-    def __init__(self, message: str, status: int = 0, code: str = "engine_error"):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, status: int = 0, code: str = "internal_error"):
+        kind = KINDS.get(code)
+        super().__init__(message, code, kind.blender_level if kind else "ERROR")
         self.status = status
-        self.code = code
+        #: The error table says the artist cannot fix it: reported as a bug (bad_response, internal_error...).
+        self.bug = bool(kind and kind.bug)
 
 
 def is_loopback(url: str) -> bool:
@@ -46,6 +54,47 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _Response:
+    """What :meth:`EngineClient._request` returns: status, headers and the open body."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.status_code = raw.status
+
+    def read(self) -> bytes:
+        return self.raw.read()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _multipart(fields: dict[str, str], files: dict[str, str]) -> tuple[str, int, Iterator[bytes]]:
+    """(content type, length, body chunks) of a multipart/form-data body; files are streamed from disk."""
+    boundary = f"ex4d-{uuid.uuid4().hex}"
+    parts: list[bytes | str] = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, path in files.items():
+        filename = os.path.basename(path).replace('"', "_")
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                     "Content-Type: application/octet-stream\r\n\r\n".encode())
+        parts.append(path)  # a path: streamed
+        parts.append(b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    length = sum(os.path.getsize(p) if isinstance(p, str) else len(p) for p in parts)
+
+    def chunks() -> Iterator[bytes]:
+        for part in parts:
+            if isinstance(part, str):
+                with open(part, "rb") as handle:
+                    while block := handle.read(CHUNK):
+                        yield block
+            else:
+                yield part
+
+    return f"multipart/form-data; boundary={boundary}", length, chunks()
 
 
 class EngineClient:
@@ -60,34 +109,46 @@ class EngineClient:
         self.timeout_s = timeout_s
 
     # ------------------------------------------------------------------ plumbing
-    def _request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any):
-        import requests  # deferred: keeps add-on registration light
-
-        headers = kwargs.pop("headers", {})
+    def _request(self, method: str, path: str, *, json_body: Any = None, body: Any = None,
+                 headers: dict | None = None, timeout: float | None = None) -> _Response:
+        headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urlrequest.Request(self.url + path, data=body, headers=headers, method=method)
+        timeout = timeout or self.timeout_s
+        # A desktop's http_proxy must not swallow requests to an engine on this machine.
+        opener = urlrequest.build_opener(*([urlrequest.ProxyHandler({})] if is_loopback(self.url) else []))
         try:
-            response = requests.request(method, self.url + path, headers=headers, stream=stream,
-                                        timeout=kwargs.pop("timeout", self.timeout_s), **kwargs)
-        except requests.exceptions.Timeout:
-            raise ServerError(f"The EX-4D engine at {self.url} did not answer within {self.timeout_s:.0f} s "
+            return _Response(opener.open(req, timeout=timeout))
+        except urlerror.HTTPError as exc:
+            raise _error_from_response(exc.code, exc.read(), self.url) from None
+        except (socket.timeout, TimeoutError):
+            raise ServerError(f"The EX-4D engine at {self.url} did not answer within {timeout:.0f} s "
                               "(busy or stuck? raise the timeout in the add-on preferences)",
                               code="timeout") from None
-        except requests.exceptions.RequestException as exc:
-            raise ServerError(f"Cannot reach the EX-4D engine at {self.url} ({type(exc).__name__}). "
+        except (urlerror.URLError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise ServerError(f"The EX-4D engine at {self.url} did not answer within {timeout:.0f} s",
+                                  code="timeout") from None
+            raise ServerError(f"Cannot reach the EX-4D engine at {self.url} ({type(reason).__name__}). "
                               "Is `ex4d serve` running? Start it or use 'Start local engine' "
                               "in the add-on preferences.", code="unreachable") from None
-        if response.status_code >= 400:
-            raise _error_from_response(response, self.url)
-        return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict:
         response = self._request(method, path, **kwargs)
         try:
-            data = response.json()
+            text = response.read()
+        finally:
+            response.close()
+        try:
+            data = json.loads(text)
         except ValueError:
             raise ServerError(f"The engine answered {method} {path} with something that is not JSON "
-                              f"({response.text[:80]!r})", response.status_code, "bad_response") from None
+                              f"({text[:80]!r})", response.status_code, "bad_response") from None
         if not isinstance(data, dict):
             raise ServerError(f"The engine answered {method} {path} with {type(data).__name__}, expected an object",
                               response.status_code, "bad_response")
@@ -95,12 +156,12 @@ class EngineClient:
 
     def _download(self, path: str, dest: str, should_cancel: Callable[[], bool] | None = None) -> str:
         """Stream ``path`` to ``dest`` through a temporary name, renamed only when complete."""
-        response = self._request("GET", path, stream=True, timeout=max(self.timeout_s, 120.0))
+        response = self._request("GET", path, timeout=max(self.timeout_s, 120.0))
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
         tmp = f"{dest}.part-{os.getpid()}"
         try:
             with open(tmp, "wb") as handle:
-                for chunk in response.iter_content(chunk_size=1 << 20):
+                while chunk := response.raw.read(CHUNK):
                     if should_cancel and should_cancel():
                         raise ServerError("Download cancelled", code="cancelled")
                     handle.write(chunk)
@@ -111,14 +172,27 @@ class EngineClient:
                 os.remove(tmp)
         return dest
 
+    def _typed(self, cls, data: dict, where: str):
+        """``cls.from_dict(data)``: an answer outside the protocol is the engine's fault, said so."""
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as exc:  # the protocol's InputError is a ValueError too
+            raise ServerError(f"The engine's answer to {where} does not follow the ex4d protocol: "
+                              f"{getattr(exc, 'message', exc)}", 200, "bad_response") from None
+
     # ------------------------------------------------------------------ API
     def health(self) -> dict:
         return self._json("GET", "/v1/health")
 
-    def check_compatible(self) -> str:
-        """Health + contract handshake: a one-line verdict, or :class:`ServerError` saying what is wrong."""
+    def check_compatible(self) -> tuple[str, str]:
+        """Health + contract handshake + token: (short verdict, full verdict), or :class:`ServerError`."""
         info = self.health()
         engine_contract = info.get("contract_version")
+        engine_api = info.get("api_version", API_VERSION)
+        if engine_api != API_VERSION:
+            raise ServerError(f"Version mismatch: the engine at {self.url} speaks protocol v{engine_api}, this add-on "
+                              f"v{API_VERSION}. Update the add-on or the engine so they match.", 200,
+                              "version_mismatch")
         if engine_contract != CONTRACT_VERSION:
             raise ServerError(f"Version mismatch: the engine at {self.url} speaks trajectory contract "
                               f"v{engine_contract}, this add-on speaks v{CONTRACT_VERSION}. "
@@ -133,10 +207,11 @@ class EngineClient:
                 names.append(f"{generator.get('name', '?')}{state}")
             else:
                 names.append(str(generator))
-        return (f"Connected: EX-4D engine {version}, contract v{engine_contract}, "
+        full = (f"Connected: EX-4D engine {version}, contract v{engine_contract}, "
                 f"generators: {', '.join(names) or 'none listed'}, queue: {info.get('queue_length', 0)}")
+        return f"Engine {version} ready", full
 
-    def upload_video(self, video_path: str, options: dict | None = None, depth_path: str = "") -> str:
+    def upload_video(self, video_path: str, options: SceneOptions, depth_path: str = "") -> str:
         """POST /v1/scenes with the video (and a depth file, if given; options become form fields).
 
         Returns the new scene id.
@@ -145,56 +220,53 @@ class EngineClient:
             if path and not os.path.isfile(path):
                 raise ServerError(f"{what} file not found: {path}", code="not_found")
         fields = {k: str(v).lower() if isinstance(v, bool) else str(v)
-                  for k, v in (options or {}).items() if v is not None}
-        with contextlib.ExitStack() as stack:
-            files = {"video": (os.path.basename(video_path), stack.enter_context(open(video_path, "rb")),
-                               "application/octet-stream")}
-            if depth_path:
-                files["depth"] = (os.path.basename(depth_path), stack.enter_context(open(depth_path, "rb")),
-                                  "application/octet-stream")
-            data = self._json("POST", "/v1/scenes", files=files, data=fields, timeout=max(self.timeout_s, 300.0))
-        return _required(data, ("id", "scene_id"), "POST /v1/scenes")
+                  for k, v in options.to_dict().items() if v is not None}
+        files = {"video": video_path, **({"depth": depth_path} if depth_path else {})}
+        content_type, length, chunks = _multipart(fields, files)
+        data = self._json("POST", "/v1/scenes", body=chunks,
+                          headers={"Content-Type": content_type, "Content-Length": str(length)},
+                          timeout=max(self.timeout_s, 300.0))
+        return self._typed(Scene, data, "POST /v1/scenes").id
 
-    def scene(self, scene_id: str) -> dict:
-        return self._json("GET", f"/v1/scenes/{scene_id}")
+    def scene(self, scene_id: str) -> Scene:
+        return self._typed(Scene, self._json("GET", f"/v1/scenes/{scene_id}"), "GET /v1/scenes/{id}")
 
     def wait_for_scene(self, scene_id: str, should_cancel: Callable[[], bool],
-                       on_progress: Callable[[dict], None], poll_s: float = 0.5) -> dict:
+                       on_progress: Callable[[Job | Scene], None], poll_s: float = 0.5) -> Scene:
         """Poll the scene (and its recon job, for progress) until ready; ServerError if it failed."""
         cancel_sent = False
         while True:
-            info = self.scene(scene_id)
-            recon_job = info.get("recon_job_id")
+            scene = self.scene(scene_id)
             if should_cancel() and not cancel_sent:
-                if recon_job:
-                    try:
-                        self.cancel_job(recon_job)
-                    except ServerError:
-                        pass  # finished meanwhile
+                try:
+                    self.cancel_job(scene.recon_job_id)
+                except ServerError:
+                    pass  # finished meanwhile
                 cancel_sent = True
-            state = info.get("state")
-            if state == "ready":
-                return info
-            if state in ("failed", "cancelled"):
-                if state == "cancelled":
-                    raise ServerError("Cancelled", code="cancelled")
-                raise ServerError(f"Engine reconstruction failed: {_job_message(info, 'no reason given')}", code=state)
-            on_progress(self.job(recon_job) if recon_job else info)
+            if scene.state == SceneState.ready:
+                return scene
+            if scene.state == SceneState.cancelled:
+                raise ServerError("Cancelled", code="cancelled")
+            if scene.state == SceneState.failed:
+                error = scene.error
+                raise ServerError(f"Engine reconstruction failed: {error.message if error else 'no reason given'}",
+                                  code=error.error if error else "internal_error")
+            on_progress(self.job(scene.recon_job_id) if scene.recon_job_id else scene)
             time.sleep(poll_s)
 
     def download_package(self, scene_id: str, dest: str, should_cancel=None) -> str:
         return self._download(f"/v1/scenes/{scene_id}/package", dest, should_cancel)
 
-    def submit_job(self, scene_id: str, trajectory: dict, options: dict) -> str:
+    def submit_job(self, scene_id: str, trajectory: dict, options: JobOptions) -> str:
         """POST /v1/jobs; returns the job id."""
-        body = {"scene_id": scene_id, "trajectory": trajectory, "options": options}
-        return _required(self._json("POST", "/v1/jobs", json=body), ("job_id", "id"), "POST /v1/jobs")
+        body = JobRequest(scene_id=scene_id, trajectory=trajectory, options=options).to_dict()
+        return self._typed(Job, self._json("POST", "/v1/jobs", json_body=body), "POST /v1/jobs").id
 
-    def job(self, job_id: str) -> dict:
-        return self._json("GET", f"/v1/jobs/{job_id}")
+    def job(self, job_id: str) -> Job:
+        return self._typed(Job, self._json("GET", f"/v1/jobs/{job_id}"), "GET /v1/jobs/{id}")
 
-    def cancel_job(self, job_id: str) -> dict:
-        return self._json("DELETE", f"/v1/jobs/{job_id}")
+    def cancel_job(self, job_id: str) -> Job:
+        return self._typed(Job, self._json("DELETE", f"/v1/jobs/{job_id}"), "DELETE /v1/jobs/{id}")
 
     def download_result(self, job_id: str, dest: str, should_cancel=None) -> str:
         return self._download(f"/v1/jobs/{job_id}/result", dest, should_cancel)
@@ -204,33 +276,18 @@ class EngineClient:
         return self._download(f"/v1/jobs/{job_id}/conditioning/{which}", dest, should_cancel)
 
 
-def _required(data: dict, keys: tuple[str, ...], where: str) -> str:
-    for key in keys:
-        if data.get(key):
-            return str(data[key])
-    raise ServerError(f"The engine's answer to {where} has no {keys[0]!r}: {str(data)[:120]}", code="bad_response")
-
-
-def _job_message(info: dict, default: str) -> str:
-    error = info.get("error")
-    if isinstance(error, dict):
-        return str(error.get("message") or error.get("error") or default)
-    return str(info.get("message") or error or default)
-
-
-def _error_from_response(response, url: str) -> ServerError:
-    status = response.status_code
+def _error_from_response(status: int, raw: bytes, url: str) -> ServerError:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    code = str(body.get("error") or "engine_error")
+    code = str(body.get("error") or "internal_error")
     message = body.get("message") or body.get("detail")
     if not isinstance(message, str):
-        message = str(message) if message else response.text[:200]
-    if status == 401 or status == 403:
+        message = str(message) if message else raw[:200].decode("utf-8", "replace")
+    if status == 401:
         return ServerError(f"The engine at {url} rejected the token (HTTP {status}). Copy the token from the "
                            "engine's data directory (token file) into the add-on preferences.", status, "unauthorized")
     if status >= 500 and not body:

@@ -36,6 +36,8 @@ DEFAULT_THRESHOLD_PCT = 50.0
 class CoverageError(RuntimeError):
     """Coverage cannot be estimated; the message names the problem."""
 
+    user_error = True  # the artist can fix it (re-import): reported as such, not as a bug
+
 
 # ---------------------------------------------------------------------- inputs
 class HiddenFlags:

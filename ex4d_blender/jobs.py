@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .client import TERMINAL_STATES, EngineClient, ServerError
+from ._engine.protocol import JobOptions, JobState, SceneOptions
+from .client import EngineClient, ServerError
+from .reporting import describe
 
 POLL_INTERVAL_S = 0.5
 
@@ -74,6 +76,11 @@ def active_count() -> int:
     return sum(1 for task in _tasks.values() if task.thread.is_alive())
 
 
+def busy() -> bool:
+    """Work is running or its messages are not all applied yet."""
+    return active_count() > 0 or not _messages.empty()
+
+
 def scene_name_of(key: str) -> str | None:
     task = _tasks.get(key)
     return task.scene_name if task else None
@@ -127,16 +134,15 @@ class Reporter:
 def _run(work: Callable[[Reporter], None], reporter: Reporter) -> None:
     try:
         work(reporter)
-    except ServerError as exc:
-        kind = "cancelled" if exc.code == "cancelled" else "failed"
-        reporter.post(kind, message=exc.message, code=exc.code)
-    except Exception as exc:  # a bug: still say so in the UI, not only in the console
-        reporter.post("failed", message=f"Internal error in the EX-4D add-on: {type(exc).__name__}: {exc}",
-                      code="internal")
+    except Exception as exc:  # noqa: BLE001 - every failure reaches the UI (a bug with its traceback printed)
+        code = getattr(exc, "code", "")
+        _level, text, bug = describe(exc)
+        kind = "cancelled" if code == "cancelled" else "failed"
+        reporter.post(kind, message=text, code="internal_error" if bug else (code or "internal_error"))
 
 
 # ---------------------------------------------------------------------- work items
-def generate_work(url: str, token: str, timeout_s: float, scene_id: str, trajectory: dict, options: dict,
+def generate_work(url: str, token: str, timeout_s: float, scene_id: str, trajectory: dict, options: JobOptions,
                   result_path: str, conditioning_paths: dict[str, str] | None = None, job_id: str = ""):
     """A job: submit (unless ``job_id`` names one already submitted: resume after a reload), follow
     its progress, download the result (and conditioning videos), or cancel it."""
@@ -163,33 +169,30 @@ def _follow_job(client: EngineClient, job_id: str, reporter: Reporter, result_pa
                 if exc.status != 409:  # 409: it finished meanwhile; the state below says how
                     raise
             cancel_sent = True
-        info = client.job(job_id)
-        state = info.get("state") or info.get("status") or "unknown"
-        reporter.post("progress", state=state, stage=str(info.get("stage") or ""),
-                      progress=float(info.get("progress") or 0.0), eta_s=info.get("eta_s", info.get("eta")))
-        if state in TERMINAL_STATES:
+        job = client.job(job_id)
+        reporter.post("progress", state=job.state.value, stage=job.stage, progress=job.progress, eta_s=job.eta_s)
+        if job.state.terminal:
             break
         time.sleep(POLL_INTERVAL_S / (4 if cancel_sent else 1))
-    if state == "cancelled":
+    if job.state == JobState.cancelled:
         reporter.post("cancelled", message="Cancelled", job_id=job_id)
         return
-    if state == "failed":
-        error = info.get("error")
-        message = error.get("message") if isinstance(error, dict) else (info.get("message") or error)
-        reporter.post("failed", message=f"Engine job failed: {message or 'no reason given'}", job_id=job_id,
-                      code=(error.get("error") if isinstance(error, dict) else "job_failed") or "job_failed")
+    if job.state == JobState.failed:
+        reporter.post("failed", message=f"Engine job failed: {job.error.message if job.error else 'no reason given'}",
+                      job_id=job_id, code=job.error.error if job.error else "internal_error")
         return
     client.download_result(job_id, result_path, reporter.cancelled)
     downloaded = {}
     for which, path in conditioning_paths.items():
         downloaded[which] = client.download_conditioning(job_id, path, which, reporter.cancelled)
     reporter.post("succeeded", job_id=job_id, result_path=result_path, conditioning=downloaded,
-                  info={k: info.get(k) for k in ("generator", "seed", "fps", "num_frames") if k in info})
+                  info={"fps": job.fps, "num_frames": job.num_frames})
 
 
-def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, options: dict, package_path: str,
-                      depth_path: str = ""):
-    """Upload a video, wait for the engine's reconstruction, download the scene package."""
+def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, options: SceneOptions,
+                      package_path: str, depth_path: str = "", name: str = "", attach_to: str = ""):
+    """Upload a video, wait for the engine's reconstruction, download the scene package (unless the
+    scene is only ``attach_to`` an existing collection). ``name``: the clip's name, for the collection."""
 
     def work(reporter: Reporter) -> None:
         client = EngineClient(url, token, timeout_s)
@@ -197,12 +200,17 @@ def scene_upload_work(url: str, token: str, timeout_s: float, video_path: str, o
         scene_id = client.upload_video(video_path, options, depth_path)
         reporter.post("submitted", scene_id=scene_id)
 
-        def on_progress(info: dict) -> None:
-            reporter.post("progress", state=str(info.get("state") or info.get("status") or ""),
-                          stage=str(info.get("stage") or "reconstruct"), progress=float(info.get("progress") or 0.0))
+        def on_progress(status) -> None:  # the recon Job, or the Scene before its job is known
+            reporter.post("progress", state=status.state.value, stage=getattr(status, "stage", "") or "reconstruct",
+                          progress=getattr(status, "progress", 0.0))
 
-        client.wait_for_scene(scene_id, reporter.cancelled, on_progress)
-        client.download_package(scene_id, package_path, reporter.cancelled)
-        reporter.post("scene_ready", scene_id=scene_id, package_path=package_path, url=url)
+        scene = client.wait_for_scene(scene_id, reporter.cancelled, on_progress)
+        if not attach_to:
+            client.download_package(scene_id, package_path, reporter.cancelled)
+        metadata = scene.metadata
+        engine_scene = ({"width": metadata.width, "height": metadata.height, "num_frames": metadata.num_frames}
+                        if metadata else {})
+        reporter.post("scene_ready", scene_id=scene_id, package_path=package_path, url=url, name=name,
+                      attach_to=attach_to, engine_scene=engine_scene)
 
     return work

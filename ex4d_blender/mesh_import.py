@@ -37,9 +37,10 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from . import safe_zip
+from ._engine import safe_zip
 from .camera_math import blender_settings_from_intrinsics
-from .contract import CONTRACT_VERSION, CV_CAMERA_TO_BLENDER_CAMERA, OPENCV_TO_BLENDER
+from .reporting import UserError
+from ._engine.contract import CONTRACT_VERSION, CV_CAMERA_TO_BLENDER_CAMERA, OPENCV_TO_BLENDER
 
 #: Engine (OpenCV) -> Blender axes: (x, y, z) -> (x, z, -y). Fixed; stored on the collection.
 AXIS_MATRIX = OPENCV_TO_BLENDER
@@ -53,8 +54,11 @@ MESH_ARRAYS = ("vertices", "faces", "uv", "hidden", "hidden_faces")
 MAX_SCENE_JSON_BYTES = 16 << 20
 
 
-class PackageError(ValueError):
+class PackageError(UserError):
     """The file is not a usable scene package; the message names the problem."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="invalid_input")
 
 
 # ---------------------------------------------------------------------- reading
@@ -94,14 +98,14 @@ def read_scene_json(package_path: str) -> dict:
     return scene
 
 
-def extract_package(package_path: str, scene: dict, data_dir: str) -> str:
-    """Unpack into a fresh folder under ``data_dir`` (temporary name, renamed when complete).
+def extract_package(package_path: str, scene: dict, data_dir: str, stem: str = "") -> str:
+    """Unpack into a fresh folder ``data_dir/<stem>`` (temporary name, renamed when complete).
 
     The rules of ``safe_zip`` hold: every destination inside the folder, no links, and at most
     :func:`unpack_limit` bytes in all (the sizes scene.json implies, never over 16 GiB).
     """
     os.makedirs(data_dir, exist_ok=True)
-    stem = os.path.basename(package_path).split(".")[0] or "scene"
+    stem = stem or os.path.basename(package_path).split(".")[0] or "scene"
     dest = os.path.join(data_dir, stem)
     n = 2
     while os.path.exists(dest):
@@ -238,13 +242,19 @@ def read_pc2_header(path: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------- building
-def import_package(scene, package_path: str, data_dir: str, scene_id: str = "", engine_url: str = ""):
-    """Build the EX-4D collection from ``package_path``; returns the collection.
+def _safe_name(name: str) -> str:
+    """A folder-safe version of a clip name (empty stays empty)."""
+    return "".join(c if c.isalnum() or c in "-_ " else "_" for c in name).strip()[:48]
+
+
+def import_package(scene, package_path: str, data_dir: str, scene_id: str = "", engine_url: str = "",
+                   name: str = ""):
+    """Build the EX-4D collection ``EX4D <name>`` (default: the package's file name) from ``package_path``.
 
     Callers then hand it to ``viewport.setup_after_import`` (skirt hidden, views framed).
     """
     info = read_scene_json(package_path)
-    folder = extract_package(package_path, info, data_dir)
+    folder = extract_package(package_path, info, data_dir, _safe_name(name))
     try:
         return _build(scene, folder, info, package_path, scene_id, engine_url)
     except PackageError:
@@ -572,10 +582,6 @@ def _camera(collection, name: str, settings: dict):
 
 
 # ---------------------------------------------------------------------- queries
-def is_ex4d_collection(collection) -> bool:
-    return collection is not None and "ex4d_axis_matrix" in collection and "ex4d_root" in collection
-
-
 def import_matrix(collection) -> np.ndarray:
     """Engine world -> Blender world for this scene, now: ``root.matrix_world @ axis matrix``."""
     axis = np.asarray(collection["ex4d_axis_matrix"], dtype=np.float64).reshape(4, 4)

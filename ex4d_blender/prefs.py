@@ -7,12 +7,16 @@ import os
 import shlex
 import subprocess
 
+import time
+
 import bpy
 
 from .client import DEFAULT_URL
+from .reporting import UserError
 
 ADDON_PACKAGE = __package__
 _local_engine: subprocess.Popen | None = None
+_connection_checked_at = 0.0  # time.monotonic() of the latest verdict; 0: not checked in this session
 
 
 def get_prefs(context=None):
@@ -78,8 +82,9 @@ def start_local_engine(command: str, url: str, log_path: str, data_dir: str = ""
     try:
         _local_engine = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     except OSError as exc:
-        raise RuntimeError(f"Could not start '{args[0]}': {exc}. Set the engine command in the preferences "
-                           "(e.g. the full path to ex4d in the engine's virtual environment).") from None
+        raise UserError(f"Could not start '{args[0]}': {exc}. Set the engine command in the preferences "
+                        "(e.g. the full path to ex4d in the engine's virtual environment).",
+                        code="not_found") from None
     finally:
         log.close()
     return _local_engine
@@ -94,6 +99,25 @@ def stop_local_engine() -> None:
         except subprocess.TimeoutExpired:
             _local_engine.kill()
     _local_engine = None
+
+
+def set_connection(context, state: str, full: str, short: str = "") -> None:
+    """Record the latest verdict about the engine (``ok``, ``error`` or ``unknown``) and when it was made."""
+    p = get_prefs(context)
+    p.connection_state = state
+    p.connection_verdict = full
+    p.connection_short = short or {"ok": "Engine ready", "error": "Engine problem"}.get(state, "Not checked")
+    global _connection_checked_at
+    _connection_checked_at = time.monotonic()
+
+
+def connection_line(p) -> str:
+    """The panel's connection line: the short verdict and its age (a verdict is never shown as current forever)."""
+    if _connection_checked_at <= 0:
+        return "Engine: not checked"
+    age = max(0.0, time.monotonic() - _connection_checked_at)
+    when = "just now" if age < 60 else (f"{age / 60:.0f} min ago" if age < 3600 else f"{age / 3600:.0f} h ago")
+    return f"{p.connection_short} ({when})"
 
 
 def local_engine_running() -> bool:
@@ -117,22 +141,27 @@ class EX4D_AddonPreferences(bpy.types.AddonPreferences):
                                        description="Per-request timeout; jobs themselves may run much longer")
     data_dir: bpy.props.StringProperty(
         name="Data folder", subtype="DIR_PATH", default="",
-        description="Where imported scenes and generated shots go (empty: the extension's user folder)")
+        description="Where takes and scenes of a not yet saved .blend go (empty: the extension's user folder); "
+                    "a saved .blend uses the EX-4D panel's Output folder (default //ex4d/)")
     engine_command: bpy.props.StringProperty(
         name="Engine command", default="ex4d",
         description="Command that runs the engine CLI, used by 'Start local engine' (`<command> serve`)")
     connection_verdict: bpy.props.StringProperty(name="Connection", default="not tested")
+    connection_short: bpy.props.StringProperty(default="Not checked")
+    connection_state: bpy.props.StringProperty(default="unknown")  # ok, error, unknown
 
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "engine_url")
         layout.prop(self, "token")
-        row = layout.row()
-        row.prop(self, "timeout_s")
-        row.prop(self, "data_dir")
+        layout.use_property_split = True
+        layout.prop(self, "timeout_s")
+        layout.prop(self, "data_dir")
         row = layout.row()
         row.operator("ex4d.test_connection", icon="LINKED")
-        row.label(text=self.connection_verdict)
+        row.label(text=connection_line(self), icon="CHECKMARK" if self.connection_state == "ok" else "INFO")
+        if self.connection_verdict:
+            layout.label(text=self.connection_verdict)
         box = layout.box()
         box.label(text="Local engine")
         box.prop(self, "engine_command")
@@ -140,6 +169,7 @@ class EX4D_AddonPreferences(bpy.types.AddonPreferences):
         row = box.row()
         if local_engine_running():
             row.operator("ex4d.stop_engine", icon="CANCEL")
-            row.label(text="running; log: " + os.path.join(user_dir("logs"), "engine.log"))
+            row.label(text="running")
+            box.label(text="Log: " + os.path.join(user_dir("logs"), "engine.log"))
         else:
             row.operator("ex4d.start_engine", icon="PLAY")

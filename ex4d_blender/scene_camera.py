@@ -13,7 +13,7 @@ import numpy as np
 
 from .camera_math import BlenderCameraSettings, CameraSettingsError, blender_settings_from_intrinsics, \
     intrinsics_from_blender
-from .contract import OPENCV_TO_BLENDER, Trajectory, blender_matrix_world_to_engine_w2c, \
+from ._engine.contract import OPENCV_TO_BLENDER, Trajectory, blender_matrix_world_to_engine_w2c, \
     engine_to_blender_matrix_world
 
 

@@ -2,8 +2,8 @@
 
 Reads the settings Blender itself renders the eyes with (Output properties > Stereoscopy: Stereo 3D;
 Camera properties > Stereoscopy: mode, interocular and convergence distances, pivot) on every frame
-of the shot, and turns them into eyes with the same maths as the engine (``stereo_rig``, a byte-
-identical copy of ``ex4d_engine/stereo_rig.py``).
+of the shot, and turns them into eyes with the same maths as the engine (``ex4d_engine/stereo_rig.py``,
+vendored at build time into ``_engine``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .camera_math import CameraSettingsError
-from .contract import OPENCV_TO_BLENDER
+from ._engine.contract import OPENCV_TO_BLENDER
 from .scene_camera import _pause_point_caches, trajectory_from_camera
-from .stereo_rig import StereoRig, StereoRigError, StereoTrajectories, stereo_trajectories
+from ._engine.stereo_rig import StereoRig, StereoRigError, StereoTrajectories, stereo_trajectories
 
 HOW_TO_ENABLE = ("turn it on in Output Properties > Stereoscopy (tick the panel, choose 'Stereo 3D'), then set "
                  "the eyes in Camera Properties > Stereoscopy")

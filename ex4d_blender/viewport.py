@@ -16,7 +16,17 @@ from __future__ import annotations
 import bpy
 from mathutils import Matrix, Vector
 
-from .mesh_import import PackageError, import_matrix
+from .reporting import UserError
+
+
+def import_matrix(collection) -> Matrix:
+    """Engine -> Blender world of the scene, now: ``root.matrix_world @ axis matrix`` (as
+    ``mesh_import.import_matrix``, in mathutils: the viewport needs no numpy)."""
+    axis = [float(x) for x in collection["ex4d_axis_matrix"]]
+    root = collection.get("ex4d_root")
+    if root is None:
+        raise UserError(f"Collection '{collection.name}' lost its EX4D Root object; re-import the scene")
+    return root.matrix_world @ Matrix([axis[i * 4:(i + 1) * 4] for i in range(4)])
 
 #: View direction of the framed view, in the source camera's axes (right, up, forward): from behind,
 #: to the right and above, so that depth reads (a view along the camera axis flattens the scene).
@@ -58,7 +68,7 @@ def set_skirt_visible(scene, collection, visible: bool) -> None:
     """Show or hide the skirt and back caps in the 3D views; renders always keep them."""
     entries = skirt_layer_collections(scene, collection)
     if not entries:
-        raise PackageError(f"'{collection.name}' has no skirt (its package has no border skirt)")
+        raise UserError(f"'{collection.name}' has no skirt (its package has no border skirt)")
     for entry in entries:
         entry.hide_viewport = not visible
 
@@ -241,7 +251,7 @@ def open_shot_view(context, camera, split_factor: float = 0.6):
     window = context.window or (context.window_manager.windows[0] if context.window_manager.windows else None)
     screen = window.screen if window is not None else None
     if screen is None:
-        raise RuntimeError("The shot view needs a Blender window")
+        raise UserError("The shot view needs a Blender window", code="no_view")
     for area in screen.areas:
         if is_shot_view(area, camera):
             configure_shot_view(area, camera)
@@ -250,13 +260,13 @@ def open_shot_view(context, camera, split_factor: float = 0.6):
     views = [a for a in screen.areas if a.type == "VIEW_3D"]
     area = area or max(views, key=lambda a: a.width * a.height, default=None)
     if area is None:
-        raise RuntimeError("There is no 3D Viewport in this workspace to split for the shot view")
+        raise UserError("There is no 3D Viewport in this workspace to split for the shot view", code="no_view")
     before = {a.as_pointer() for a in screen.areas}
     with context.temp_override(window=window, screen=screen, area=area, region=_main_region(area)):
         result = bpy.ops.screen.area_split(direction="VERTICAL", factor=split_factor)
     new_areas = [a for a in screen.areas if a.as_pointer() not in before]
     if result != {"FINISHED"} or not new_areas:
-        raise RuntimeError("Blender could not split the 3D Viewport (is it too small?)")
+        raise UserError("Blender could not split the 3D Viewport (is it too small?)", code="no_view")
     shot_area = new_areas[0]
     configure_shot_view(shot_area, camera)
     region = _main_region(shot_area)

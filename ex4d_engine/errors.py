@@ -73,6 +73,19 @@ ERROR_TABLE: tuple[ErrorKind, ...] = (
     ErrorKind("bad_response", None, None, "ERROR", True,
               "the engine answered something the protocol does not allow (add-on only)",
               "The engine's answer to {detail} does not follow the ex4d protocol."),
+    # found by the add-on itself, before anything reaches the engine
+    ErrorKind("bad_url", None, None, "ERROR", False, "the engine URL in the preferences is not an http(s) URL"),
+    ErrorKind("offline", None, None, "ERROR", False,
+              "the engine is on another machine and Blender's online access is off"),
+    ErrorKind("missing_dependency", None, None, "ERROR", False,
+              "a feature needs a Python package this Blender lacks (numpy); the panel names it"),
+    ErrorKind("no_scene", None, None, "ERROR", False, "no imported EX-4D scene to work on"),
+    ErrorKind("no_camera", None, None, "ERROR", False, "the scene has no camera to film the shot with"),
+    ErrorKind("no_view", None, None, "ERROR", False, "no 3D view to show the shot in"),
+    ErrorKind("no_take", None, None, "ERROR", False, "no take is selected"),
+    ErrorKind("not_ready", None, None, "WARNING", False, "the take or scene has not finished yet"),
+    ErrorKind("not_running", None, None, "WARNING", False, "there is nothing running to cancel"),
+    ErrorKind("busy", None, None, "WARNING", False, "the same work is already running"),
     ErrorKind("internal_error", 1, 500, "ERROR", True,
               "a bug in ex4d: the traceback is in the log",
               "A bug in ex4d: {detail}. The traceback is in the log; please report it."),
@@ -203,7 +216,9 @@ ERROR_CLASSES: dict[str, type[Ex4dError]] = {
                               VersionMismatchError, BadResponseError, WorkerCrashedError, InterruptedJobError,
                               InternalError)
 }
-assert set(ERROR_CLASSES) == set(KINDS), "every row of the error table has its class"
+#: Rows only the add-on produces (no exit code, no HTTP status): it raises them by code, no class needed.
+ADDON_ONLY_CODES = frozenset(k.code for k in ERROR_TABLE if k.exit_code is None and k.http_status is None)
+assert set(KINDS) - ADDON_ONLY_CODES <= set(ERROR_CLASSES), "every CLI or HTTP row of the table has its class"
 
 
 def error_from_body(body: object, status: int = 0) -> Ex4dError:

@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gpus", default=None, help="'auto' (default), 'cpu', or GPU indices '0,1' "
                         "(one worker process per GPU group)")
     parser.add_argument("--group-size", type=int, default=None, help="GPUs per worker (default 1); a group "
-                        "runs the Wan generator as one sequence-parallel torchrun gang; must divide the number "
-                        "of --gpus and Wan's 40 attention heads (1, 2, 4, 5, 8)")
+                        "runs the Wan generator as one CFG-parallel x sequence-parallel torchrun gang; must divide "
+                        "the number of --gpus and be 1 or an even divisor of Wan's 40 attention heads (1, 2, 4, 8)")
     parser.add_argument("--preload", action="store_true", default=None,
                         help="load the available generators at start-up instead of at the first job")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",

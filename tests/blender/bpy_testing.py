@@ -13,7 +13,27 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 BPY_VENVS = {"4.2": ".venv-bpy42", "4.5": ".venv-bpy45", "5.0": ".venv-bpy50"}
 BPY_PINS = {"4.2": "4.2.23", "4.5": "4.5.15", "5.0": "5.0.1"}
-BLENDER_VERSIONS = list(BPY_VENVS)
+#: bpy 5.2.3 is cp313-only (Blender 5.1+ embeds Python 3.13): it runs in the Debian trixie chroot of
+#: .ci/gui_chroot.sh, with trixie's python3.13 (venv made there by `gui_chroot.sh bpy52`).
+CHROOT_PYTHONS = {"5.2": "/opt/ex4d-py313/bin/python"}
+GUI_CHROOT = os.path.join(REPO, ".ci", "gui_chroot.sh")
+BLENDER_VERSIONS = [*BPY_VENVS, *CHROOT_PYTHONS]
+_chroot_ready = False
+
+
+def ensure_chroot_python() -> None:
+    """Build (or find cached) the trixie chroot and its bpy 5.2.3 venv; a failure says why."""
+    global _chroot_ready
+    if _chroot_ready:
+        return
+    import sys
+
+    proc = subprocess.run(["bash", GUI_CHROOT, "bpy52"], capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "PYTHON": sys.executable})
+    if proc.returncode != 0:
+        pytest.fail(f"bpy 5.2 needs the trixie chroot (root, debootstrap): bash .ci/gui_chroot.sh bpy52 failed:\n"
+                    f"{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+    _chroot_ready = True
 
 
 
@@ -32,7 +52,14 @@ def run_in_bpy(version: str, script: str, args: list[str], home: str, timeout: f
     os.makedirs(home, exist_ok=True)
     full_env = {**os.environ, "HOME": home, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     full_env.pop("PYTHONPATH", None)
-    proc = subprocess.run([bpy_python(version), os.path.join(SCRIPTS, script), *args], capture_output=True,
+    if version in CHROOT_PYTHONS:
+        ensure_chroot_python()
+        # The repository and pytest's temporary folders appear at the same paths inside the chroot.
+        full_env["EX4D_CHROOT_BINDS"] = ":".join([REPO, os.path.dirname(os.path.abspath(home))])
+        command = ["bash", GUI_CHROOT, "run", CHROOT_PYTHONS[version]]
+    else:
+        command = [bpy_python(version)]
+    proc = subprocess.run([*command, os.path.join(SCRIPTS, script), *args], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=REPO)
     for line in proc.stdout.splitlines():
         if line.startswith("EX4D_RESULT "):

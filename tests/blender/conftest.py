@@ -99,8 +99,13 @@ def engine_clip(tmp_path_factory) -> dict:
     depth = np.full((num_frames, height, width), 4.0, np.float32)
     depth[:, :, width // 2:] = 2.0
     np.save(folder / "depth.npy", depth)
+    import cv2
+
+    (folder / "depth_png").mkdir()
+    for i, frame in enumerate(depth):  # what `ex4d recon --depth DIR` reads: 16-bit PNG, millimetres
+        cv2.imwrite(str(folder / "depth_png" / f"depth_{i:05d}.png"), (frame * 1000).astype(np.uint16))
     return {"video": str(folder / "clip.mp4"), "depth": str(folder / "depth.npy"), "num_frames": num_frames,
-            "width": width, "height": height}
+            "depth_png": str(folder / "depth_png"), "width": width, "height": height}
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +118,7 @@ def e2e_checks(bpy_run, extension_zip, engine_server, engine_clip, tmp_path_fact
             cache[version] = bpy_run(version, "e2e_checks.py", "--zip", extension_zip, "--url", engine_server.url,
                                      "--token", engine_server.token, "--video", engine_clip["video"],
                                      "--depth", engine_clip["depth"], "--num-frames", str(engine_clip["num_frames"]),
+                                     "--depth-png", engine_clip["depth_png"],
                                      "--engine-python", sys.executable,
                                      "--workdir", str(tmp_path_factory.mktemp(f"e2e{version.replace('.', '')}")))
         return cache[version]

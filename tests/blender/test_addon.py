@@ -15,6 +15,7 @@ def test_extension_installs_and_registers(addon_checks, blender_version):
                "import_trajectory", "regenerate", "take_show", "toggle_overlay", "start_engine"):
         assert op in value["operators"]
     assert not value["torch_loaded"] and not value["ex4d_engine_loaded"]
+    assert value["numpy_modules_at_enable"] == []  # features import them when they run (issue 16 item 1)
 
 
 def test_camera_matches_blender_projection(addon_checks, blender_version):
@@ -96,9 +97,11 @@ def test_trajectory_export_import_round_trip(addon_checks, blender_version):
 def test_engine_down_is_reported_in_the_ui(addon_checks, blender_version):
     value = check_value(addon_checks(blender_version), "engine_down")
     assert value["connection"][0] == "ERROR" and "Cannot reach the EX-4D engine" in value["connection"][1]
-    assert "Cannot reach" in value["verdict"]
-    assert value["generate"] == ["FINISHED"]  # the job starts; the worker finds the engine down
-    assert value["status"] == "failed" and "Cannot reach the EX-4D engine" in value["message"]
+    assert "Cannot reach" in value["verdict"] and value["state"] == "error"
+    # Generate checks the engine first: a clear error at once, and no failed take left behind (issue 16.3).
+    assert value["generate"][0] == "ERROR" and "Generate: Cannot reach the EX-4D engine" in value["generate"][1]
+    assert value["takes_added"] == 0
+    assert value["state_after"] == "error" and value["line"].startswith("Engine problem (just now")
 
 
 def test_version_mismatch_is_reported(addon_checks, blender_version):
@@ -108,7 +111,9 @@ def test_version_mismatch_is_reported(addon_checks, blender_version):
 
 
 def test_panels_draw_real_properties_and_operators(addon_checks, blender_version):
-    assert check_value(addon_checks(blender_version), "ui_draw")["errors"] == []
+    value = check_value(addon_checks(blender_version), "ui_draw")
+    assert value["errors"] == []
+    assert value["panels"] == ["EX4D_PT_main", "EX4D_PT_scene", "EX4D_PT_sequencer", "EX4D_PT_shot", "EX4D_PT_takes"]
 
 
 def test_takes_survive_save_and_reload(addon_checks, blender_version):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
 import os
 import re
+import subprocess
 import sys
 import zipfile
 
@@ -82,9 +84,104 @@ def test_addon_never_imports_torch_or_the_engine():
 def test_extension_zip_has_only_the_payload(extension_zip):
     with zipfile.ZipFile(extension_zip) as archive:
         names = set(archive.namelist())
-        assert "blender_manifest.toml" in names and "__init__.py" in names
-        expected = {n for n in os.listdir(ADDON) if n.endswith(".py")} | {"blender_manifest.toml"}
-        assert names == expected, names ^ expected
-        for shared in ("contract.py", "interchange.py", "safe_zip.py"):  # byte-identical to the engine's single source
-            with open(os.path.join(REPO, "ex4d_engine", shared), "rb") as handle:
-                assert archive.read(shared) == handle.read(), shared
+    assert "blender_manifest.toml" in names and "__init__.py" in names
+    expected = {n for n in os.listdir(ADDON) if n.endswith(".py")} | {"blender_manifest.toml"}
+    expected |= {f"_engine/{n}" for n in ENGINE_MODULES} | {"_engine/__init__.py"}
+    assert names == expected, names ^ expected
+
+
+def test_built_zip_holds_the_current_engine_modules(extension_zip):
+    """The build vendors ex4d_engine's modules (imports made relative) and records each source's hash."""
+    with zipfile.ZipFile(extension_zip) as archive:
+        init = archive.read("_engine/__init__.py").decode()
+        namespace: dict = {}
+        exec(compile(init, "_engine/__init__.py", "exec"), namespace)
+        for name in ENGINE_MODULES:
+            source = open(os.path.join(REPO, "ex4d_engine", name), "rb").read()
+            assert namespace["SOURCES"][name] == hashlib.sha256(source).hexdigest(), name
+            shipped = archive.read(f"_engine/{name}").decode()
+            expected = re.sub(r"^(\s*)from\s+ex4d_engine\.(\w+)\s+import", r"\1from .\2 import",
+                              source.decode(), flags=re.M)
+            assert shipped == expected, name
+            assert not re.search(r"^\s*(import|from)\s+ex4d_engine\b", shipped, re.M), name
+    contract_source = open(os.path.join(REPO, "ex4d_engine", "contract.py")).read()
+    assert f"CONTRACT_VERSION = {namespace['CONTRACT_VERSION']}" in contract_source
+
+
+def test_no_committed_engine_copies():
+    """The engine's modules have one source: the add-on's copies are build output, ignored by git."""
+    for name in ENGINE_MODULES:
+        assert not os.path.exists(os.path.join(ADDON, name)), f"ex4d_blender/{name} is a copy: delete it"
+    tracked = subprocess.run(["git", "ls-files", "ex4d_blender"], cwd=REPO, capture_output=True, text=True).stdout
+    if tracked:  # a git checkout (not an exported tree)
+        assert "_engine/" not in tracked
+        ignored = subprocess.run(["git", "check-ignore", "-q", "ex4d_blender/_engine/contract.py"], cwd=REPO)
+        assert ignored.returncode == 0
+
+
+def test_build_refuses_an_engine_module_it_cannot_ship(tmp_path, monkeypatch):
+    """A vendored module that imports torch (or an unlisted engine module) fails the build, naming it."""
+    build = load_build_script()
+    engine = tmp_path / "ex4d_engine"
+    engine.mkdir()
+    (engine / "contract.py").write_text("CONTRACT_VERSION = 1\n")
+    (engine / "interchange.py").write_text("from ex4d_engine.pipeline import load_scene\n")
+    (engine / "errors.py").write_text("import torch\n")
+    monkeypatch.setattr(build, "ENGINE", str(engine))
+    monkeypatch.setattr(build, "ENGINE_MODULES", ("contract.py", "interchange.py"))
+    with pytest.raises(SystemExit, match="imports .pipeline, which is not in ENGINE_MODULES"):
+        build.vendor(str(tmp_path / "out"))
+    monkeypatch.setattr(build, "ENGINE_MODULES", ("contract.py", "errors.py"))
+    with pytest.raises(SystemExit, match="errors.py imports 'import torch'"):
+        build.vendor(str(tmp_path / "out"))
+    monkeypatch.setattr(build, "ENGINE_MODULES", ("contract.py",))
+    assert set(build.vendor(str(tmp_path / "out"))) == {"contract.py"}
+    assert "CONTRACT_VERSION = 1" in (tmp_path / "out" / "__init__.py").read_text()
+
+
+def load_build_script():
+    spec = importlib.util.spec_from_file_location("ex4d_build_extension", os.path.join(REPO, ".ci", "build_extension.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ENGINE_MODULES = load_build_script().ENGINE_MODULES
+
+
+def _top_level_imports(path: str) -> set[str]:
+    """Modules imported at module level (not inside functions): what enabling the add-on runs."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level and not node.module:  # from . import a, b
+            found |= {"." + alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+def test_enabling_imports_only_blenders_standard_library():
+    """From __init__.py, what module-level imports reach must not need numpy or requests (issue 16 item 1)."""
+    seen, todo, third_party = set(), ["__init__"], {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = os.path.join(ADDON, *name.split(".")) + ".py"
+        if not os.path.exists(path):
+            path = os.path.join(ADDON, *name.split("."), "__init__.py")
+        for module in _top_level_imports(path):
+            if module.startswith("."):  # relative to the module's package (_engine's modules stay inside it)
+                package = name.rsplit(".", 1)[0] if "." in name else ""
+                todo.append(f"{package}.{module.lstrip('.')}".strip("."))
+            elif module.split(".")[0] in ("numpy", "requests", "cv2", "torch"):
+                third_party[name] = module
+    assert "operators" in seen and "ui" in seen and "client" in seen
+    assert not third_party, f"enabling the add-on imports {third_party}"
+    assert not seen & {"mesh_import", "scene_camera", "camera_math", "_engine.contract", "contract"}, seen

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bpy_testing import check_value
+import pytest
+
+from bpy_testing import CHROOT_PYTHONS, check_value
 
 
 def test_bad_token_is_reported(e2e_checks, blender_version):
@@ -15,6 +17,7 @@ def test_connection_handshake(e2e_checks, blender_version):
     value = check_value(e2e_checks(blender_version), "connection")
     assert value["connection"] == ["FINISHED"]
     assert value["verdict"].startswith("Connected: EX-4D engine") and "contract v1" in value["verdict"]
+    assert value["short"].startswith("Engine ") and value["short"].endswith(" ready") and value["state"] == "ok"
     assert "draft" in value["verdict"]
 
 
@@ -67,13 +70,41 @@ def test_regenerate_and_compare_takes(e2e_checks, blender_version):
     assert value["show"] == ["FINISHED"] and value["shown_unmuted"] and value["new_muted"]
 
 
-def test_bad_token_on_generate_fails_the_take_readably(e2e_checks, blender_version):
+def test_bad_token_on_generate_is_refused_before_a_take_exists(e2e_checks, blender_version):
     value = check_value(e2e_checks(blender_version), "bad_token_generate")
-    assert value["take"]["status"] == "failed"
-    assert "rejected the token" in value["take"]["message"]
+    assert value["result"][0] == "ERROR" and "rejected the token" in value["result"][1]
+    assert value["takes_added"] == 0 and value["state"] == "error"
+
+
+def test_from_video_takes_a_png_depth_folder_and_names_the_collection(e2e_checks, blender_version):
+    value = check_value(e2e_checks(blender_version), "import_video_png_depth")
+    assert value["result"] == ["FINISHED"] and value["scene_id"]
+    assert value["collection"].startswith("EX4D clip")  # the clip's name, not an internal key
+    # 2000 and 4000 mm in the PNGs -> vertices at 2 and 4 depth units (the frame border sits at border_depth)
+    assert {2.0, 4.0} <= set(value["depth_range"]) and max(value["depth_range"]) <= 100.0, value
+
+
+def test_a_file_imported_scene_is_sent_to_the_engine_in_one_click(e2e_checks, blender_version):
+    value = check_value(e2e_checks(blender_version), "send_file_scene")
+    assert value["imported"] == ["FINISHED"]
+    assert value["refused"][0] == "ERROR" and "Send scene to engine" in value["refused"][1]
+    assert value["added_by_refusal"] == 0
+    assert value["sent"] == ["FINISHED"] and value["scene_id"]
+    assert value["generated"] == ["FINISHED"] and value["take"]["status"] == "succeeded", value["take"]
+    assert {2.0, 4.0} <= set(value["depth_range"])
+
+
+def test_takes_are_written_next_to_the_blend(e2e_checks, blender_version):
+    value = check_value(e2e_checks(blender_version), "takes_next_to_blend")
+    assert value["result"] == ["FINISHED"] and value["status"] == "succeeded"
+    assert value["result_path"].startswith("//ex4d/takes/") and value["trajectory_path"].startswith("//ex4d/takes/")
+    assert value["exists"]
 
 
 def test_start_local_engine_from_preferences(e2e_checks, blender_version):
+    if blender_version in CHROOT_PYTHONS:
+        pytest.skip("bpy 5.2 runs in the trixie chroot, where the engine's Python (the host venv) cannot run; "
+                    "'Start local engine' is the same subprocess code on every version (tested on 4.2/4.5/5.0)")
     value = check_value(e2e_checks(blender_version), "start_local_engine")
     assert value["started"] == ["FINISHED"]
     assert value["connection"] == ["FINISHED"], value  # token read from the engine's data dir

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from bpy_testing import REPO, check_value
+from bpy_testing import check_value
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +60,3 @@ def test_take_records_ipd_convergence_mode_and_job_options_are_in_depth_units(st
     assert (record["mode"], record["pivot"], record["layout"]) == ("TOE", "CENTER", "tb")
     assert value["line"] == "Stereo TOE, IPD 0.07, convergence 2.5 (tb)"
     assert "animates its stereo settings" in value["animated"]
-
-
-def test_addon_stereo_rig_is_the_engines():
-    """Until the add-on vendors engine modules at build time, its copy must be byte-identical."""
-    with open(os.path.join(REPO, "ex4d_engine", "stereo_rig.py"), "rb") as a, \
-            open(os.path.join(REPO, "ex4d_blender", "stereo_rig.py"), "rb") as b:
-        assert a.read() == b.read()

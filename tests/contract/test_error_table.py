@@ -28,6 +28,8 @@ def test_docs_show_exactly_the_table(doc):
 def test_every_row_has_its_class_and_the_class_carries_the_row():
     assert [kind.code for kind in ERROR_TABLE] == list(errors.KINDS)
     for kind in ERROR_TABLE:
+        if kind.code in errors.ADDON_ONLY_CODES and kind.code not in ERROR_CLASSES:
+            continue  # raised by the add-on by code
         cls = ERROR_CLASSES[kind.code]
         assert (cls.code, cls.exit_code, cls.http_status) == (kind.code, kind.exit_code, kind.http_status)
         assert kind.blender_level in ("ERROR", "WARNING", "INFO")
@@ -79,3 +81,11 @@ def test_cli_exit_codes_follow_the_table(tmp_path):
     bad = _cli("trajectory", "validate", str(tmp_path / "bad.json"))
     assert bad.returncode == InputError.exit_code == 2 and "version must be 1, got 7" in bad.stderr
     assert "Traceback" not in bad.stderr  # a user's mistake is not reported as a bug
+
+
+def test_every_code_the_addon_uses_is_a_row_of_the_table():
+    used = set()
+    for path in (REPO / "ex4d_blender").rglob("*.py"):
+        used |= set(re.findall(r'code="([a-z_]+)"', path.read_text()))
+    assert used, "the add-on names its error codes as code=\"...\""
+    assert used <= set(errors.KINDS), sorted(used - set(errors.KINDS))

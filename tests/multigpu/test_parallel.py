@@ -21,6 +21,7 @@ from ex4d_engine.generation.base import GenerationRequest
 from ex4d_engine.generation.draft import DraftGenerator
 from ex4d_engine.generation.wan.parallel import (
     AUTHKEY_ENV, MULTICAST_OFF_ENV, GangGenerator, GangSpec, RankInfo, check_group_size, gang_command, gang_env)
+from ex4d_engine.generation.gpu_groups import group_sizes
 
 
 def _request(frames: int = 5, seed: int = 1, **overrides) -> GenerationRequest:
@@ -44,9 +45,16 @@ def _ranks(gang: GangGenerator) -> list[psutil.Process]:
 
 
 # ---------------------------------------------------------------------- pure parts
-@pytest.mark.parametrize("size", [1, 2, 4, 5, 8, 10])
-def test_group_sizes_that_divide_the_40_heads_are_accepted(size):
+@pytest.mark.parametrize("size", [1, 2, 4, 8, 10, 20, 40])
+def test_group_sizes_of_one_or_even_divisors_of_the_40_heads_are_accepted(size):
     check_group_size(size)
+    assert size in group_sizes()
+
+
+@pytest.mark.parametrize("size", [5])
+def test_odd_group_sizes_are_refused_because_guidance_splits_over_two_halves(size):
+    with pytest.raises(InputError, match=f"a GPU group of {size} is odd: the two guidance branches run on two halves"):
+        check_group_size(size)
 
 
 @pytest.mark.parametrize("size", [0, 3, 6, 7, 16])
@@ -182,3 +190,30 @@ def test_gang_that_cannot_start_is_a_resource_error(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")  # torchrun itself fails
     with pytest.raises(ResourceError, match="exited \\(exit code 1\\) before rank 0 connected"):
         GangGenerator(GangSpec(size=2, generator="draft"), start_timeout_s=30)
+
+
+# ---------------------------------------------------------------------- the Wan gang itself, on gloo
+def test_wan_gang_of_two_splits_guidance_and_returns_the_single_process_video(tmp_path):
+    """The whole GPU-group path on CPU: torchrun, gloo, tiny Wan models loaded on each rank, CFG-parallel
+    (one branch per rank) inside diffsynth's pipeline, the video back over the socket."""
+    import torch
+
+    from ex4d_engine.generation.wan.generator import SamplerSettings, load_generator
+    from ex4d_engine.generation.wan.tiny_models import TINY_SAMPLER, register_tiny_models, write_tiny_model_folder
+
+    folder = str(tmp_path / "wan")
+    write_tiny_model_folder(folder, seed=0)
+    register_tiny_models(folder)
+    request = _request(frames=5, seed=5)
+    single = load_generator(folder, device="cpu", dtype=torch.float32, settings=SamplerSettings(**TINY_SAMPLER))
+    expected = single.generate(request)
+    gang = GangGenerator(GangSpec(size=2, generator="wan", models_dir=folder, tiny=True), start_timeout_s=300)
+    try:
+        assert gang.info["layouts"] == {"cfg": "cfg 2 x ulysses 1", "no_cfg": "cfg 1 x ulysses 2"}
+        video = gang.generate(request)
+    finally:
+        gang.close()
+    assert video.shape == expected.shape
+    diff = np.abs(video.astype(np.int16) - expected.astype(np.int16))
+    assert diff.max() <= 1, (diff.max(), diff.mean())
+    assert expected.std() > 5  # a real picture, not a constant that would match anything

@@ -49,7 +49,7 @@ def _wait_slot(server, slot: int, states, timeout_s: float = 30) -> dict:
     ("0,1,2,3", 1, ["0", "1", "2", "3"]),
     ("4,5,6,7,0,1,2,3", 4, ["4,5,6,7", "0,1,2,3"]),
     ("0,1,2,3,4,5,6,7", 8, ["0,1,2,3,4,5,6,7"]),
-    ("0,1,2,3,4,5,6,7,8,9", 5, ["0,1,2,3,4", "5,6,7,8,9"]),
+    ("0,1,2,3,4,5,6,7,8,9", 10, ["0,1,2,3,4,5,6,7,8,9"]),
     (" 0, 1 ", 2, ["0,1"]),
     ("cpu", 1, ["cpu"]),
     ("auto", 1, ["auto"]),
@@ -74,7 +74,8 @@ def _serve(*args: str, tmp_path) -> subprocess.CompletedProcess:
     (("--gpus", "0,1,2", "--group-size", "2"), "--group-size 2 does not divide the 3 GPUs of --gpus 0,1,2"),
     (("--gpus", "0,1,2,3,4,5", "--group-size", "3"), "--group-size 3: a GPU group of 3 cannot split Wan's 40 "
                                                      "attention heads"),
-    (("--gpus", "0,1,2,3,4,5,6", "--group-size", "7"), "the group size must divide 40: 1, 2, 4, 5, 8"),
+    (("--gpus", "0,1,2,3,4,5,6", "--group-size", "7"), "the group size must be 1 or an even divisor of 40: 1, 2, 4, 8"),
+    (("--gpus", "0,1,2,3,4,5,6,7,8,9", "--group-size", "5"), "--group-size 5: a GPU group of 5 is odd"),
     (("--gpus", "cpu", "--group-size", "2"), "--group-size 2 needs GPU indices"),
     (("--gpus", "0,1,1,2", "--group-size", "2"), "--gpus lists GPU 1 more than once"),
     (("--gpus", "0,1", "--group-size", "0"), "group_size: Input should be greater than or equal to 1"),

@@ -115,6 +115,8 @@ class WanPipeline:
         self.pipe = pipe
         self.camera_encoder = camera_encoder
         self.times = StageTimes()
+        #: ask diffsynth for both guidance branches in one DiT call (set by dit_parallel for CFG-parallel groups)
+        self.cfg_merge = False
         self._cache_prompts()
         if getattr(pipe.text_encoder, "vram_management_enabled", False):
             self.stream_text_encoder(pipe)
@@ -305,7 +307,8 @@ class WanPipeline:
             video = self.pipe(
                 prompt=prompt, negative_prompt=negative_prompt, input_image=Image.fromarray(image),
                 seed=seed, height=height, width=width, num_frames=frames, cfg_scale=cfg_scale,
-                num_inference_steps=steps, sigma_shift=shift, tiled=tiled, progress_bar_cmd=self._stepper(on_step))
+                num_inference_steps=steps, sigma_shift=shift, tiled=tiled, progress_bar_cmd=self._stepper(on_step),
+                cfg_merge=self.cfg_merge and cfg_scale != 1.0)
         self._sync()
         times.decode = time.perf_counter() - times._t_decode
         return np.stack([np.asarray(frame, dtype=np.uint8) for frame in video])

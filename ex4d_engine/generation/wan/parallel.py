@@ -1,13 +1,15 @@
-"""GPU groups: the Wan generator run by a torchrun process gang with unified sequence parallel (USP).
+"""GPU groups: the Wan generator run by a torchrun process gang, CFG-parallel x Ulysses.
 
 A group of N GPUs is N processes started by ``torchrun`` (one per GPU), each holding the whole
-pipeline; diffsynth's USP (xfuser Ulysses, degree N, ring 1) splits every DiT forward's tokens
-across them, so the attention heads (40 in Wan2.1-14B) must divide by N. The caller (the
-server's worker of that group, a benchmark) owns a :class:`GangGenerator`: it starts the gang,
-talks to rank 0 over a local socket, and implements the usual ``Generator`` protocol. Rank 0
-broadcasts each request to the other ranks, every rank runs the same steps (cancel decisions
-are broadcast too, so no rank leaves a collective alone), and rank 0 sends back progress and
-the video. A gang that dies fails the job it ran and is started again for the next one.
+pipeline. Each DiT forward is split over them by :mod:`.dit_parallel` (PyTorch's own collectives,
+compiled blocks kept): with guidance the two branches run on the two halves of the group and
+Ulysses splits the tokens inside each half; without guidance (a distilled preset) Ulysses splits
+them over the whole group. The caller (the server's worker of that group, a benchmark) owns a
+:class:`GangGenerator`: it starts the gang, talks to rank 0 over a local socket, and implements
+the usual ``Generator`` protocol. Rank 0 broadcasts each request to the other ranks, every rank
+runs the same steps (cancel decisions are broadcast too, so no rank leaves a collective alone),
+and rank 0 sends back progress and the video. A gang that dies fails the job it ran and is
+started again for the next one. Without CUDA the gang runs on gloo (CPU tests).
 
 This module imports no torch at module level. The group rules (sizes, :data:`MULTICAST_OFF_ENV`) live in
 :mod:`ex4d_engine.generation.gpu_groups`; NVLink multicast stays off in every process started here.
@@ -32,7 +34,7 @@ from typing import Optional
 
 from ...errors import Ex4dError, InputError, JobCancelledError, ResourceError, error_from_body
 from ...protocol import GENERATORS
-from ..gpu_groups import MULTICAST_OFF_ENV, WAN_ATTENTION_HEADS, check_group_size  # noqa: F401 - re-exported
+from ..gpu_groups import MULTICAST_OFF_ENV, WAN_ATTENTION_HEADS, check_group_size, group_sizes  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,8 @@ class GangSpec:
         models_dir: the Wan model folder (wan only).
         profile: VRAM profile (wan only).
         tiny: ``models_dir`` holds tiny random models (:mod:`.tiny_models`): register them first.
-        compile_dit: torch.compile the DiT blocks on every rank (off by default under USP: xfuser's
-            all-to-all inside compiled blocks is not tested here).
+        compile_dit: torch.compile the DiT blocks on every rank; None: as a single GPU would
+            (on for CUDA with the ``full`` profile). The all-to-alls are traced into the blocks.
     """
 
     size: int
@@ -63,7 +65,7 @@ class GangSpec:
     models_dir: Optional[str] = None
     profile: Optional[str] = None
     tiny: bool = False
-    compile_dit: bool = False
+    compile_dit: Optional[bool] = None
 
     def check(self) -> None:
         if self.generator not in GANG_GENERATORS:
@@ -93,8 +95,8 @@ def gang_command(spec: GangSpec, address: str) -> list[str]:
         command += ["--profile", spec.profile]
     if spec.tiny:
         command.append("--tiny")
-    if spec.compile_dit:
-        command.append("--compile-dit")
+    if spec.compile_dit is not None:
+        command.append("--compile-dit" if spec.compile_dit else "--no-compile-dit")
     return command
 
 
@@ -315,6 +317,7 @@ class RankRuntime:
         self.info = info
         self.generator = generator
         self.control = control_group
+        self.layouts: dict = {}  # step kind -> dit_parallel.Layout (wan only)
 
     def broadcast(self, message):
         import torch.distributed as dist
@@ -346,50 +349,34 @@ def load_rank(args: argparse.Namespace, info: RankInfo) -> RankRuntime:
     import torch
 
     from .adapter import ensure_diffsynth
+    from .dit_parallel import ParallelGroups, enable_parallel
     from .model_folder import resolve
 
     ensure_diffsynth()
-    resolve(args.models_dir)  # a missing file is named before NCCL and xfuser start
-    from diffsynth.utils.xfuser import initialize_usp
-
-    initialize_usp("cuda")  # diffsynth's own: NCCL group, xfuser SP = Ulysses = world size, set_device(rank)
+    resolve(args.models_dir)  # a missing file is named before NCCL starts
+    if torch.cuda.is_available():
+        device = f"cuda:{info.local_rank}"
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl", device_id=torch.device(device))
+    else:
+        device = "cpu"
+        dist.init_process_group(backend="gloo")
     control = dist.new_group(backend="gloo")
+    groups = ParallelGroups()  # collective: every rank builds the same groups
+    kwargs = {"compile_dit": args.compile_dit}
     if args.tiny:
-        from .tiny_models import register_tiny_models
+        from .generator import SamplerSettings
+        from .tiny_models import TINY_SAMPLER, register_tiny_models
 
         register_tiny_models(args.models_dir)
-    kwargs = {"compile_dit": args.compile_dit}
+        kwargs["settings"] = SamplerSettings(**TINY_SAMPLER)
     if args.profile:
         kwargs["profile"] = args.profile
-    generator = load_generator("wan", args.models_dir, kwargs.pop("profile", None),
-                               device=f"cuda:{torch.cuda.current_device()}", **kwargs)
-    enable_usp(generator.pipeline.pipe)
-    return RankRuntime(info, generator, control)
-
-
-def enable_usp(pipe) -> str:
-    """diffsynth's ``enable_usp`` on a loaded pipeline (what ``from_pretrained(use_usp=True)`` does
-    after loading). Without flash-attn, xfuser's attention runs on PyTorch SDPA instead of
-    failing. Returns the attention backend used."""
-    import importlib.util
-
-    from diffsynth.utils.xfuser import xdit_context_parallel as usp
-
-    pipe.enable_usp()
-    if importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attn"
-    from yunchang.kernels import AttnType
-
-    original = usp.xFuserLongContextAttention
-    if not getattr(original, "_ex4d_sdpa", False):
-        def with_sdpa(*args, **kwargs):
-            kwargs["attn_type"] = AttnType.TORCH_FLASH
-            return original(*args, **kwargs)
-
-        with_sdpa._ex4d_sdpa = True
-        usp.xFuserLongContextAttention = with_sdpa
-    log.warning("flash-attn is not installed: USP attention runs on PyTorch SDPA (slower on long sequences)")
-    return "torch_sdpa"
+    generator = load_generator("wan", args.models_dir, kwargs.pop("profile", None), device=device, **kwargs)
+    enable_parallel(generator.pipeline, groups)
+    runtime = RankRuntime(info, generator, control)
+    runtime.layouts = {"cfg": groups.layout(True), "no_cfg": groups.layout(False)}
+    return runtime
 
 
 def serve_rank(runtime: RankRuntime, conn) -> None:
@@ -440,7 +427,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--models-dir")
     parser.add_argument("--profile")
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--compile-dit", action="store_true")
+    parser.add_argument("--compile-dit", dest="compile_dit", action="store_const", const=True, default=None)
+    parser.add_argument("--no-compile-dit", dest="compile_dit", action="store_const", const=False)
     args = parser.parse_args(argv)
     os.environ.update(MULTICAST_OFF_ENV)  # before NCCL initialises, whatever the caller's environment
     info = RankInfo.from_env()
@@ -458,8 +446,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 conn.send(("error", exc.code, exc.message))
             return 1
         if conn is not None:
+            layouts = {kind: f"cfg {lay.cfg} x ulysses {lay.ulysses}" for kind, lay in runtime.layouts.items()}
             conn.send(("ready", {"world_size": info.world_size, "generator": args.generator,
-                                 "devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}))
+                                 "devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "layouts": layouts}))
         serve_rank(runtime, conn)
         return 0
     except BaseException as exc:  # noqa: BLE001 - tell the caller, then let torchrun end the gang

@@ -24,6 +24,8 @@ TINY_DIT = dict(has_image_input=True, patch_size=[1, 2, 2], in_dim=36, dim=64, f
 TINY_T5 = dict(vocab=64, dim=32, dim_attn=32, dim_ffn=64, num_heads=2, num_layers=1, num_buckets=32, dropout=0.0)
 TINY_ENCODER_HIDDEN = 32
 TINY_LORA_RANK = 16
+#: SamplerSettings for the tiny models (a gang started with ``tiny``): 5-frame windows, 2 steps, 64x64 area.
+TINY_SAMPLER = dict(window=5, overlap=2, steps=2, area=64 * 64)
 TOKENIZER_WORDS = ["4K", "ultra", "HD,", "realistic", "cinematic", "quality", "static", "blurred", "a", "cat"]
 
 

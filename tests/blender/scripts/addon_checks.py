@@ -59,7 +59,8 @@ def check_install():
     p = bpy.context.preferences.addons[addon.__name__].preferences
     return {"module": addon.__name__, "engine_url": p.engine_url,
             "operators": sorted(n for n in dir(bpy.ops.ex4d) if not n.startswith("_")),
-            "torch_loaded": "torch" in sys.modules, "ex4d_engine_loaded": "ex4d_engine" in sys.modules}
+            "torch_loaded": "torch" in sys.modules, "ex4d_engine_loaded": "ex4d_engine" in sys.modules,
+            "numpy_modules_at_enable": addon.numpy_modules_at_enable}
 
 
 def check_camera_exactness():
@@ -296,12 +297,14 @@ def check_engine_down():
     p = bpy.context.preferences.addons[addon.__name__].preferences
     p.engine_url, p.timeout_s = DEAD_URL, 3.0
     connection = call_operator(bpy.ops.ex4d.test_connection)
-    verdict = p.connection_verdict
+    verdict, state = p.connection_verdict, p.connection_state
+    p.connection_state = "ok"  # a stale verdict: Generate must check again, not trust it
+    takes_before = len(scene.ex4d.takes)
+    scene.ex4d.scene_collection["ex4d_scene_id"] = "s_test"
     result = call_operator(bpy.ops.ex4d.generate)
-    addon.jobs.wait_all(addon.takes.apply_message, timeout_s=30)
-    take = scene.ex4d.takes[scene.ex4d.active_take]
-    return {"connection": connection, "verdict": verdict, "generate": result,
-            "status": take.status, "message": take.message}
+    return {"connection": connection, "verdict": verdict, "state": state, "generate": result,
+            "takes_added": len(scene.ex4d.takes) - takes_before, "state_after": p.connection_state,
+            "line": addon.prefs.connection_line(p)}
 
 
 def check_bad_packages():
@@ -416,20 +419,23 @@ def check_ui_draw():
     scene = bpy.context.scene
     take = addon.takes.new_take(scene, "uidraw")
     take.status = "running"
-    for cls in (addon.ui.EX4D_PT_main, addon.ui.EX4D_PT_sequencer):
-        panel = type("P", (), {"layout": FakeLayout(errors)})()
-        cls.draw(panel, bpy.context)
+    panels = [cls for cls in addon.ui.classes if issubclass(cls, bpy.types.Panel)]
+    for status in ("running", "succeeded", "failed"):
+        take.status, take.message = status, "a long message " * 8
+        for cls in panels:
+            panel = type("P", (), {"layout": FakeLayout(errors)})()
+            cls.draw(panel, bpy.context)
     prefs_obj = bpy.context.preferences.addons[addon.__name__].preferences
     holder = type("Prefs", (), {"layout": FakeLayout(errors), "bl_rna": prefs_obj.bl_rna})()
     for name in ("engine_url", "token", "timeout_s", "data_dir", "engine_command", "engine_data_dir",
-                 "connection_verdict"):
+                 "connection_verdict", "connection_state", "connection_short"):
         setattr(holder, name, getattr(prefs_obj, name))
     addon.prefs.EX4D_AddonPreferences.draw(holder, bpy.context)
     for status in ("running", "succeeded", "failed"):
         take.status = status
         addon.ui.EX4D_UL_takes.draw_item(None, bpy.context, FakeLayout(errors), scene.ex4d, take, 0, None, "", 0)
     scene.ex4d.takes.remove(len(scene.ex4d.takes) - 1)
-    return {"errors": errors}
+    return {"errors": errors, "panels": sorted(cls.__name__ for cls in panels)}
 
 
 def check_takes_survive_reload():
@@ -445,7 +451,7 @@ def check_takes_survive_reload():
     reloaded = addon.takes.find_take(scene, "reload1")
     return {"count_before": count, "count_after": len(scene.ex4d.takes),
             "take": [reloaded.job_id, reloaded.status, reloaded.result_path, reloaded.seed] if reloaded else None,
-            "collection_kept": addon.mesh_import.is_ex4d_collection(scene.ex4d.scene_collection)}
+            "collection_kept": addon.takes.is_ex4d_collection(scene.ex4d.scene_collection)}
 
 
 results = h.run_checks({

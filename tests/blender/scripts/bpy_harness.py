@@ -12,6 +12,9 @@ import traceback
 import bpy
 
 ADDON_MODULE = "bl_ext.user_default.ex4d"
+#: The add-on's modules that need numpy: imported by the features that use them, never at enable time.
+FEATURE_MODULES = ("camera_math", "mesh_import", "scene_camera", "depth_files", "scene_upload", "_engine.contract",
+                   "_engine.interchange")
 
 
 def install_addon(zip_path):
@@ -22,7 +25,12 @@ def install_addon(zip_path):
                                                       enable_on_install=True)
     if result != {"FINISHED"}:
         raise RuntimeError(f"package_install_files returned {result}")
-    return importlib.import_module(ADDON_MODULE)
+    addon = importlib.import_module(ADDON_MODULE)
+    # Enabling imports no numpy module; the checks reach the feature modules as attributes.
+    addon.numpy_modules_at_enable = sorted(m for m in FEATURE_MODULES if f"{ADDON_MODULE}.{m}" in sys.modules)
+    for name in FEATURE_MODULES:
+        importlib.import_module(f"{ADDON_MODULE}.{name}")
+    return addon
 
 
 def reset_scene():

@@ -15,6 +15,7 @@ import bpy  # noqa: E402
 
 ZIP, URL, TOKEN = h.arg("zip"), h.arg("url"), h.arg("token")
 VIDEO, DEPTH, NUM_FRAMES = h.arg("video"), h.arg("depth"), int(h.arg("num-frames"))
+DEPTH_PNG = h.arg("depth-png")
 ENGINE_PYTHON, WORKDIR = h.arg("engine-python"), h.arg("workdir")
 addon = h.install_addon(ZIP)
 prefs = bpy.context.preferences.addons[addon.__name__].preferences
@@ -47,7 +48,8 @@ def check_bad_token():
 
 def check_connection():
     prefs.token = TOKEN
-    return {"connection": call(bpy.ops.ex4d.test_connection), "verdict": prefs.connection_verdict}
+    return {"connection": call(bpy.ops.ex4d.test_connection), "verdict": prefs.connection_verdict,
+            "short": prefs.connection_short, "state": prefs.connection_state}
 
 
 def check_import_video():
@@ -95,8 +97,9 @@ def check_resume_after_reload():
     scene = bpy.context.scene
     done = next(t for t in scene.ex4d.takes if t.status == "succeeded")
     client = addon.client.EngineClient(URL, TOKEN)
-    trajectory = addon.contract.Trajectory.load(done.trajectory_path)
-    job_id = client.submit_job(done.scene_id, trajectory.to_dict(), {"generator": "draft", "seed": 5})
+    trajectory = addon._engine.contract.Trajectory.load(bpy.path.abspath(done.trajectory_path))
+    job_id = client.submit_job(done.scene_id, trajectory.to_dict(),
+                               addon._engine.protocol.JobOptions(generator="draft", seed=5))
     take = addon.takes.new_take(scene, "resumed0001")
     take.job_id, take.scene_id, take.status = job_id, done.scene_id, "running"
     take.frame_start, take.frame_end, take.generator, take.seed = done.frame_start, done.frame_end, "draft", 5
@@ -139,13 +142,77 @@ def check_regenerate_and_compare():
 
 
 def check_bad_token_generate():
+    """Generate checks the engine first: a wrong token is an error at once, and no failed take piles up."""
     scene = bpy.context.scene
     prefs.token = "wrong-token"
+    before = len(scene.ex4d.takes)
     result = call(bpy.ops.ex4d.generate)
-    wait()
-    take = scene.ex4d.takes[scene.ex4d.active_take]
+    added = len(scene.ex4d.takes) - before
+    state = prefs.connection_state
     prefs.token = TOKEN
-    return {"result": result, "take": take_state(take)}
+    return {"result": result, "takes_added": added, "state": state}
+
+
+def vertex_depths(collection):
+    mesh = collection["ex4d_mesh"].data
+    return sorted({round(v.co.z, 3) for v in mesh.vertices})[:8]
+
+
+def check_import_video_png_depth():
+    """'From video' with a folder of 16-bit PNG depth (millimetres), as `ex4d recon` takes it."""
+    scene = bpy.context.scene
+    result = call(bpy.ops.ex4d.import_video, filepath=VIDEO, depth_path=DEPTH_PNG, num_frames=NUM_FRAMES)
+    wait()
+    collection = scene.ex4d.scene_collection
+    return {"result": result, "collection": collection.name, "scene_id": collection["ex4d_scene_id"],
+            "depth_range": vertex_depths(collection)}
+
+
+def check_send_file_scene_to_engine():
+    """A package imported from a file: Generate says what to do; 'Send scene to engine' makes it work."""
+    import json
+    import zipfile
+
+    scene = bpy.context.scene
+    package = os.path.join(WORKDIR, "from_file.ex4dscene.zip")  # like `ex4d demo`'s: no engine scene id
+    with zipfile.ZipFile(scene.ex4d.scene_collection["ex4d_package"]) as source, \
+            zipfile.ZipFile(package, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "scene.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "scene_id"}).encode()
+            out.writestr(item, data)
+    imported = call(bpy.ops.ex4d.import_scene, filepath=package)
+    collection = scene.ex4d.scene_collection
+    before = len(scene.ex4d.takes)
+    refused = call(bpy.ops.ex4d.generate)
+    added_by_refusal = len(scene.ex4d.takes) - before
+    sent = call(bpy.ops.ex4d.upload_scene)
+    wait()
+    scene_id = collection.get("ex4d_scene_id", "")
+    generated = call(bpy.ops.ex4d.generate)
+    take_key = scene.ex4d.takes[scene.ex4d.active_take].key
+    wait()
+    take = addon.takes.find_take(scene, take_key)
+    return {"imported": imported, "refused": refused, "added_by_refusal": added_by_refusal,
+            "sent": sent, "scene_id": scene_id, "generated": generated, "take": take_state(take),
+            "depth_range": vertex_depths(collection)}
+
+
+def check_takes_next_to_the_blend():
+    """Takes are written under the .blend's folder (//ex4d/takes/...) and stored //-relative."""
+    scene = bpy.context.scene
+    project = os.path.join(WORKDIR, "project")
+    os.makedirs(project, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "shot.blend"))
+    scene = bpy.context.scene
+    result = call(bpy.ops.ex4d.generate)
+    key = scene.ex4d.takes[scene.ex4d.active_take].key
+    wait()
+    take = addon.takes.find_take(scene, key)
+    return {"result": result, "status": take.status, "result_path": take.result_path,
+            "trajectory_path": take.trajectory_path,
+            "exists": os.path.isfile(os.path.join(project, "ex4d", "takes", key, "shot.mp4"))}
 
 
 def check_start_local_engine():
@@ -187,5 +254,8 @@ h.emit(h.run_checks({
     "cancel": check_cancel,
     "regenerate_and_compare": check_regenerate_and_compare,
     "bad_token_generate": check_bad_token_generate,
+    "import_video_png_depth": check_import_video_png_depth,
+    "send_file_scene": check_send_file_scene_to_engine,
+    "takes_next_to_blend": check_takes_next_to_the_blend,
     "start_local_engine": check_start_local_engine,
 }))
