@@ -81,9 +81,12 @@ def mean_colour_fill(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+def psnr(a: np.ndarray, b: np.ndarray):
+    """PSNR in dB (rounded); None when there are no pixels (JSON has no infinity)."""
+    if a.size == 0:
+        return None
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else round(float(10 * np.log10(255.0 ** 2 / mse)), 2)
 
 
 def metrics(out: np.ndarray, given: np.ndarray, mask: np.ndarray, truth: np.ndarray, in_source: np.ndarray) -> dict:
@@ -93,10 +96,10 @@ def metrics(out: np.ndarray, given: np.ndarray, mask: np.ndarray, truth: np.ndar
     d_out = out[1:].astype(np.float64) - out[:-1]
     d_truth = truth[1:].astype(np.float64) - truth[:-1]
     return {
-        "psnr_filled": round(psnr(out[hidden], truth[hidden]), 2),
-        "psnr_filled_in_source_frustum": round(psnr(out[hidden & in_source], truth[hidden & in_source]), 2),
-        "psnr_filled_outside": round(psnr(out[hidden & ~in_source], truth[hidden & ~in_source]), 2),
-        "psnr_visible": round(psnr(out[visible], truth[visible]), 2),
+        "psnr_filled": psnr(out[hidden], truth[hidden]),
+        "psnr_filled_in_source_frustum": psnr(out[hidden & in_source], truth[hidden & in_source]),
+        "psnr_filled_outside": psnr(out[hidden & ~in_source], truth[hidden & ~in_source]),
+        "psnr_visible": psnr(out[visible], truth[visible]),
         "visible_exact": bool(np.array_equal(out[visible], given[visible])),
         "flicker": round(float(np.abs(d_out - d_truth)[both].mean()), 3),
     }

@@ -1,5 +1,5 @@
 """Generators: fill what the DW-mesh render cannot see.
 
-``draft`` (OpenCV inpainting, seconds, no weights) and ``wan`` (Wan2.1-I2V-14B + EX-4D) share
+``draft`` (a classical preview: seconds, no weights) and ``wan`` (Wan2.1-I2V-14B + EX-4D) share
 the :class:`~ex4d_engine.generation.base.Generator` protocol.
 """

@@ -62,6 +62,8 @@ class DraftGenerator:
 def load_generator(models_dir=None, profile=None, **_options) -> DraftGenerator:
     """The registry's loader (``protocol.GENERATORS``): the draft needs no weights and no profile."""
     return DraftGenerator()
+
+
 def fill_frame(colour: np.ndarray, holes: np.ndarray, layer, geometry, index: int) -> np.ndarray:
     """One output frame: holes from the background layer where it lands, the rest by push-pull."""
     out = colour.copy()
