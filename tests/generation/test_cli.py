@@ -132,9 +132,10 @@ def test_package_api_for_the_server(tiny_models_dir, tmp_path):
     import ex4d_engine.generation.wan as wan
 
     assert wan.models_status(tiny_models_dir) == {"present": [n.name for n in wan.model_folder.list_needs(tiny_models_dir)[1]],
-                                                  "missing": []}
+                                                  "missing": [], "get": []}
     status = wan.models_status(str(tmp_path))
     assert status["present"] == [] and "ex4d.ckpt (LoRA + camera encoder)" in status["missing"]
+    assert f"hf download yihouxiang/EX-4D ex4d.ckpt --local-dir {tmp_path}" in status["get"]
     # the server's HTTP process imports the package for health checks: it must not pull in torch
     code = "import sys, ex4d_engine.generation.wan; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
