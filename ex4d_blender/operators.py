@@ -180,7 +180,7 @@ class EX4D_OT_import_video(bpy.types.Operator, ImportHelper):
 
 def _start_take(context, trajectory: Trajectory, collection, generator: str, seed: int, steps: int,
                 prompt: str, profile: str, want_conditioning: bool, camera_name: str,
-                frame_start: int, frame_end: int):
+                frame_start: int, frame_end: int, speed: str = ""):
     """Create a take, save its trajectory and start the job; returns the take."""
     scene_id = str(collection.get("ex4d_scene_id", ""))
     if not scene_id:
@@ -197,6 +197,7 @@ def _start_take(context, trajectory: Trajectory, collection, generator: str, see
     take.name = f"{take.name} {generator} s{seed}"
     take.status, take.scene_id, take.engine_url = "submitting", scene_id, client.url
     take.generator, take.seed, take.steps, take.prompt = generator, seed, steps, prompt
+    take.speed = speed if generator == "wan" else ""
     take.camera, take.frame_start, take.frame_end, take.fps = camera_name, frame_start, frame_end, trajectory.fps
     take.trajectory_path, take.want_conditioning = trajectory_path, want_conditioning
     result_path = os.path.join(folder, "shot.mp4")
@@ -204,6 +205,8 @@ def _start_take(context, trajectory: Trajectory, collection, generator: str, see
                      "mask": os.path.join(folder, "conditioning_mask.mp4")} if want_conditioning else {})
     options = {"generator": generator, "seed": seed, "steps": steps or None, "prompt": prompt or None,
                "profile": profile or None}
+    if generator == "wan" and speed:
+        options["speed"] = speed
     jobs.start(key, context.scene.name, jobs.generate_work(client.url, client.token, client.timeout_s, scene_id,
                                                            trajectory.to_dict(), options, result_path, conditioning))
     takes.ensure_timer()
@@ -227,7 +230,7 @@ class EX4D_OT_generate(bpy.types.Operator):
                                                              mesh_import.import_matrix(collection))
             take = _start_take(context, trajectory, collection, settings.generator, settings.seed, settings.steps,
                                settings.prompt, settings.profile, settings.want_conditioning, camera.name,
-                               frame_start, frame_end)
+                               frame_start, frame_end, settings.speed)
         except USER_ERRORS as exc:
             self.report({"ERROR"}, f"Generate: {_error_text(exc)}")
             return {"CANCELLED"}
@@ -251,7 +254,8 @@ class EX4D_OT_regenerate(bpy.types.Operator):
             collection = active_ex4d_collection(context)
             trajectory = Trajectory.load(bpy.path.abspath(old.trajectory_path))
             take = _start_take(context, trajectory, collection, old.generator, old.seed + 1, old.steps, old.prompt,
-                               settings.profile, old.want_conditioning, old.camera, old.frame_start, old.frame_end)
+                               settings.profile, old.want_conditioning, old.camera, old.frame_start, old.frame_end,
+                               old.speed)
         except USER_ERRORS as exc:
             self.report({"ERROR"}, f"Re-generate: {_error_text(exc)}")
             return {"CANCELLED"}

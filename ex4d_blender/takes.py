@@ -15,6 +15,17 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 GENERATORS = [("draft", "Draft", "OpenCV inpainting: seconds, no model weights"),
               ("wan", "Wan 2.1", "Wan2.1 + EX-4D adapter: needs the weights and a GPU on the engine")]
 TIMER_INTERVAL_S = 0.2
+#: The engine's speed presets (ex4d_engine/generation/wan/speed.py; a test keeps the two in step) and the
+#: warm seconds per 49-frame 512x512 shot measured on one H100 (docs/PERFORMANCE.md, ## Speed presets).
+SPEED_PRESETS = {
+    "default": (42.0, "FP8 linears, 25 steps, CFG 5"),
+    "exact": (45.0, "the seed's sampling in bf16, 25 steps, CFG 5"),
+    "original": (60.0, "exact with EX-4D's fp32 DiffSynth paths (reference, slowest)"),
+    "fast": (18.0, "FP8 + MagCache step reuse"),
+    "turbo": (6.0, "4-step distill LoRA, no CFG; its quality together with the EX-4D LoRA is NOT verified"),
+}
+SPEEDS = [(name, f"{name.capitalize()} (~{seconds:.0f} s)", f"{text}; about {seconds:.0f} s per shot on an H100")
+          for name, (seconds, text) in SPEED_PRESETS.items()]
 
 
 class EX4D_Take(bpy.types.PropertyGroup):
@@ -30,6 +41,7 @@ class EX4D_Take(bpy.types.PropertyGroup):
     generator: bpy.props.StringProperty()
     seed: bpy.props.IntProperty()
     steps: bpy.props.IntProperty()
+    speed: bpy.props.StringProperty()
     prompt: bpy.props.StringProperty()
     camera: bpy.props.StringProperty()
     frame_start: bpy.props.IntProperty()
@@ -53,6 +65,8 @@ class EX4D_SceneSettings(bpy.types.PropertyGroup):
     steps: bpy.props.IntProperty(name="Steps", default=0, min=0, description="Diffusion steps (0: engine default)")
     prompt: bpy.props.StringProperty(name="Prompt", default="")
     profile: bpy.props.StringProperty(name="Profile", default="", description="Engine memory profile (empty: default)")
+    speed: bpy.props.EnumProperty(name="Speed", items=SPEEDS, default="default",
+                                  description="Wan speed preset (the draft generator ignores it)")
     want_conditioning: bpy.props.BoolProperty(
         name="Conditioning strips", default=False,
         description="Also load the engine's masked colour render and visibility mask as strips")

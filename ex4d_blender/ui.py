@@ -88,6 +88,8 @@ class EX4D_PT_main(bpy.types.Panel):
         box.label(text="Shot", icon="CAMERA_DATA")
         box.prop(settings, "shot_camera")
         box.prop(settings, "generator")
+        if settings.generator == "wan":
+            box.prop(settings, "speed")
         row = box.row(align=True)
         row.prop(settings, "seed")
         row.prop(settings, "steps")

@@ -61,7 +61,8 @@ def _wan_status(models_dir: Optional[Path]) -> GeneratorStatus:
     return GeneratorStatus("wan", True, None, present, missing)
 
 
-def load_generator(name: str, models_dir: Optional[Path], profile: Optional[str], group_size: int = 1) -> Any:
+def load_generator(name: str, models_dir: Optional[Path], profile: Optional[str], group_size: int = 1,
+                   speed: Optional[str] = None) -> Any:
     """Build a resident generator. Raises ResourceError with the reason when it is not available.
 
     ``group_size`` > 1: the worker owns that many GPUs; Wan runs as a sequence-parallel torchrun gang
@@ -81,7 +82,7 @@ def load_generator(name: str, models_dir: Optional[Path], profile: Optional[str]
                                       models_dir=str(models_dir) if models_dir else None, profile=profile))
     from ex4d_engine.generation import wan
 
-    return wan.load_generator(str(models_dir) if models_dir else None, profile)
+    return wan.load_generator(str(models_dir) if models_dir else None, profile, speed=speed)
 
 
 def depth_backends() -> list[str]:

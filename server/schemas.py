@@ -122,7 +122,9 @@ class JobOptions(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     steps: Optional[int] = Field(None, ge=1, le=1000, description="denoising steps; null = generator default")
     profile: Optional[str] = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
-                                   description="memory/speed profile of the generator")
+                                   description="VRAM profile of the generator (full, balanced, low)")
+    speed: Optional[Literal["exact", "original", "default", "fast", "turbo"]] = Field(
+        None, description="speed preset of the wan generator (ex4d_engine/generation/wan/speed.py); null = default")
     prompt: Optional[str] = Field(None, max_length=4000)
     negative_prompt: Optional[str] = Field(None, max_length=4000)
 

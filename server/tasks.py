@@ -75,11 +75,11 @@ def run_generate(ctx: JobContext) -> None:
         save_conditioning(conditioning, trajectory.fps, colour_tmp, mask_tmp)
     ctx.check_cancel()
 
-    generator = ctx.resident.generator(options.get("generator", "draft"), options.get("profile"))
+    generator = ctx.resident.generator(options.get("generator", "draft"), options.get("profile"), options.get("speed"))
     request = GenerationRequest(
         colour=conditioning.colour, mask=conditioning.mask, fps=trajectory.fps, seed=int(options.get("seed", 0)),
         steps=options.get("steps"), prompt=options.get("prompt"), negative_prompt=options.get("negative_prompt"),
-        profile=options.get("profile"),
+        profile=options.get("profile"), speed=options.get("speed"),
     )
     video = generator.generate(request, progress=ctx.sub("generate", 0.35, 0.95), should_cancel=ctx.should_cancel)
     ctx.check_cancel()

@@ -25,6 +25,8 @@ class GenerationRequest:
         fps: frame rate the result must be written at.
         seed: every random choice (noise, mask erosion) follows it.
         steps, prompt, negative_prompt, profile: generator options; None = the generator's default.
+        speed: speed preset of the Wan generator (exact, original, default, fast, turbo; None = the
+            generator's); the draft generator ignores it.
     """
 
     colour: np.ndarray
@@ -35,6 +37,7 @@ class GenerationRequest:
     prompt: Optional[str] = None
     negative_prompt: Optional[str] = None
     profile: Optional[str] = None
+    speed: Optional[str] = None
 
     def check(self) -> None:
         colour, mask = self.colour, self.mask

@@ -1,0 +1,110 @@
+"""Speed presets: one user-facing choice of how a Wan shot is sampled and at what precision.
+
+| preset     | steps | CFG | DiT linears          | step caching            | extra LoRA                 |
+|------------|-------|-----|----------------------|-------------------------|----------------------------|
+| `exact`    | 25    | 5   | bf16 (compiled)      | none                    | --                         |
+| `original` | 25    | 5   | bf16, eager; latents, timestep embedding, modulation, residual stream and head in fp32 (EX-4D's DiffSynth numerics) | none | -- |
+| `default`  | 25    | 5   | FP8 e4m3 (torchao)   | none                    | --                         |
+| `fast`     | 25    | 5   | FP8 e4m3 (torchao)   | MagCache E024K6R02      | --                         |
+| `turbo`    | 4     | off | FP8 e4m3 (torchao)   | none                    | lightx2v 4-step distill    |
+
+Shift 5 everywhere (the seed's). Measured times and deviations: docs/PERFORMANCE.md (## Speed presets);
+what each changes: docs/generation.md. Presets that share weights (`exact`/`original`, `default`/`fast`)
+run on one loaded generator; switching to another weight family reloads it.
+
+Pure data and validation: importing this module imports no torch (the add-on and the server read it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ...errors import InputError
+
+#: The released file name of the step-distill LoRA (lightx2v/Wan2.1-Distill-Loras), looked up in the
+#: Wan model folder and its parent.
+TURBO_LORA_FILE = "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"
+TURBO_LORA_REPO = "lightx2v/Wan2.1-Distill-Loras"
+
+
+@dataclass(frozen=True)
+class SpeedPreset:
+    """How one shot is sampled.
+
+    Attributes:
+        name: the job field's value.
+        steps, cfg_scale, shift: the sampler.
+        fp8: FP8 e4m3 weights and activations for the DiT block linears (torchao).
+        step_cache: "magcache" (deterministic residual reuse) or None.
+        distill_lora: fuse the lightx2v 4-step distill LoRA (``TURBO_LORA_FILE``).
+        original_precision: EX-4D's DiffSynth numerics (fp32 latents / time embedding / modulation /
+            residual stream / head, bf16 autocast for the rest).
+        compile: torch.compile the DiT blocks (``full`` profile on CUDA only).
+        summary: one line for help texts and the add-on.
+    """
+
+    name: str
+    steps: int
+    cfg_scale: float
+    shift: float
+    fp8: bool
+    step_cache: Optional[str]
+    distill_lora: bool
+    original_precision: bool
+    compile: bool
+    summary: str
+
+    @property
+    def weights(self) -> tuple[bool, bool]:
+        """What the loaded DiT weights depend on: presets with equal ``weights`` share a generator."""
+        return (self.fp8, self.distill_lora)
+
+
+PRESETS = {p.name: p for p in (
+    SpeedPreset("exact", 25, 5.0, 5.0, fp8=False, step_cache=None, distill_lora=False, original_precision=False,
+                compile=True, summary="the seed's sampling, bf16 (25 steps, CFG 5)"),
+    SpeedPreset("original", 25, 5.0, 5.0, fp8=False, step_cache=None, distill_lora=False, original_precision=True,
+                compile=False, summary="as exact, with EX-4D's DiffSynth fp32 paths (slowest, reference)"),
+    SpeedPreset("default", 25, 5.0, 5.0, fp8=True, step_cache=None, distill_lora=False, original_precision=False,
+                compile=True, summary="FP8 linears, same 25 steps and CFG"),
+    SpeedPreset("fast", 25, 5.0, 5.0, fp8=True, step_cache="magcache", distill_lora=False, original_precision=False,
+                compile=True, summary="FP8 + MagCache: 9 of 25 steps run the DiT blocks, the rest reuse them"),
+    SpeedPreset("turbo", 4, 1.0, 5.0, fp8=True, step_cache=None, distill_lora=True, original_precision=False,
+                compile=True, summary="lightx2v 4-step distill LoRA, no CFG, FP8 (quality with EX-4D not verified)"),
+)}
+
+DEFAULT_PRESET = "default"
+
+#: Warm whole-shot seconds at EX-4D's settings (49 frames, 512x512) on one H100 80GB, from
+#: bench/speed_presets.py (docs/PERFORMANCE.md). The add-on shows them next to each choice.
+EXPECTED_SECONDS_H100 = {"exact": 45.0, "original": 60.0, "default": 42.0, "fast": 18.0, "turbo": 6.0}
+
+
+def get_preset(name: Optional[str]) -> SpeedPreset:
+    """The preset called ``name`` (None: :data:`DEFAULT_PRESET`); InputError naming the choices otherwise."""
+    if name is None:
+        name = DEFAULT_PRESET
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise InputError(f"unknown speed preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def check_steps(preset: SpeedPreset, steps: Optional[int]) -> int:
+    """The steps a shot runs: the preset's, or ``steps`` where the preset allows another count."""
+    if steps is None:
+        return preset.steps
+    if steps < 1:
+        raise InputError(f"steps must be at least 1, got {steps}")
+    if preset.distill_lora and steps != preset.steps:
+        raise InputError(f"the {preset.name!r} preset runs exactly {preset.steps} steps (its LoRA is distilled for "
+                         f"them); got steps={steps}. Leave steps unset or choose another preset")
+    return steps
+
+
+def addon_choices() -> list[tuple[str, str, str]]:
+    """(value, label, description) per preset for a Blender EnumProperty, with the expected H100 time."""
+    return [(p.name, f"{p.name.capitalize()} (~{EXPECTED_SECONDS_H100[p.name]:.0f} s)",
+             f"{p.summary}; about {EXPECTED_SECONDS_H100[p.name]:.0f} s per 49-frame 512x512 shot on one H100")
+            for p in PRESETS.values()]
