@@ -153,7 +153,7 @@ def deviation(latents: torch.Tensor, video: np.ndarray, reference: dict) -> dict
 def make_generator(pipeline, speed: str, steps: int, streamed: bool = False, fp8: str = "off"):
     from ex4d_engine.generation.wan.generator import SamplerSettings, WanGenerator
 
-    settings = SamplerSettings(steps=steps if speed != "turbo" else None, area=gg.EX4D_AREA, tiled_vae=streamed)
+    settings = SamplerSettings(steps=steps, area=gg.EX4D_AREA, tiled_vae=streamed)
     generator = WanGenerator(pipeline, settings, profile="full", speed=speed, fp8=fp8, streamed=streamed)
     generator.keep_latents = True
     return generator
@@ -232,8 +232,10 @@ def group_fp8(args) -> None:
 def group_turbo(args) -> None:
     from safetensors.torch import save_file
 
+    from ex4d_engine.generation.wan.adapter import ensure_diffsynth
     from ex4d_engine.generation.wan.distill_lora import tiny_distill_lora
 
+    ensure_diffsynth()
     rate = gg.matmul_tflops()
     # a random rank-64 LoRA for the full-size DiT in the released layout, written and read back
     from diffsynth.core.vram.initialization import skip_model_initialization

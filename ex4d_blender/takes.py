@@ -16,15 +16,16 @@ GENERATORS = [("draft", "Draft", "OpenCV inpainting: seconds, no model weights")
               ("wan", "Wan 2.1", "Wan2.1 + EX-4D adapter: needs the weights and a GPU on the engine")]
 TIMER_INTERVAL_S = 0.2
 #: The engine's speed presets (ex4d_engine/generation/wan/speed.py; a test keeps the two in step) and the
-#: warm seconds per 49-frame 512x512 shot measured on one H100 (docs/PERFORMANCE.md, ## Speed presets).
+#: warm seconds per 49-frame 512x512 shot on one Hopper GPU (exact/original measured, the rest estimated:
+#: docs/PERFORMANCE.md, ## Speed presets).
 SPEED_PRESETS = {
-    "default": (42.0, "FP8 linears, 25 steps, CFG 5"),
-    "exact": (45.0, "the seed's sampling in bf16, 25 steps, CFG 5"),
-    "original": (60.0, "exact with EX-4D's fp32 DiffSynth paths (reference, slowest)"),
-    "fast": (18.0, "FP8 + MagCache step reuse"),
-    "turbo": (6.0, "4-step distill LoRA, no CFG; its quality together with the EX-4D LoRA is NOT verified"),
+    "default": (42.0, "FP8 linears, 25 steps, CFG 5 (time estimated)"),
+    "exact": (43.0, "the seed's sampling in bf16, 25 steps, CFG 5"),
+    "original": (53.0, "exact with EX-4D's fp32 DiffSynth paths (reference)"),
+    "fast": (17.0, "FP8 + MagCache step reuse (time estimated)"),
+    "turbo": (6.0, "4-step distill LoRA, no CFG (time estimated); its quality with the EX-4D LoRA is NOT verified"),
 }
-SPEEDS = [(name, f"{name.capitalize()} (~{seconds:.0f} s)", f"{text}; about {seconds:.0f} s per shot on an H100")
+SPEEDS = [(name, f"{name.capitalize()} (~{seconds:.0f} s)", f"{text}; about {seconds:.0f} s per shot on an H100/H200")
           for name, (seconds, text) in SPEED_PRESETS.items()]
 
 

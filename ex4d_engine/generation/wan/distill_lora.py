@@ -106,7 +106,7 @@ def plan_deltas(dit: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict, l
             else:
                 rank = down.shape[0]
                 scale = float(parts[".alpha"]) / rank if ".alpha" in parts else 1.0
-                deltas[f"{base}.weight"].append((up.float().flatten(1) @ down.float().flatten(1)).reshape(weight.shape) * scale)
+                deltas[f"{base}.weight"].append(("lora", up, down, scale))  # formed on the compute device
         elif ".alpha" in parts:
             refused.append(f"{base}.alpha without lora_down/lora_up")
         if ".diff" in parts:
@@ -142,7 +142,13 @@ def fuse_distill_lora(dit: nn.Module, path: str, strength: float = 1.0, compute_
         device = torch.device(compute_device) if compute_device is not None else param.device
         total = param.data.to(device=device, dtype=torch.float32)
         for delta in parts:
-            total.add_(delta.to(device=device, dtype=torch.float32), alpha=strength)
+            if isinstance(delta, tuple):  # a LoRA pair: scale * up @ down, never all at once in host memory
+                _, up, down, scale = delta
+                up = up.to(device=device, dtype=torch.float32).flatten(1)
+                down = down.to(device=device, dtype=torch.float32).flatten(1)
+                total.add_((up @ down).reshape(total.shape), alpha=strength * scale)
+            else:
+                total.add_(delta.to(device=device, dtype=torch.float32), alpha=strength)
         param.data.copy_(total.to(param.dtype))
     return {"tensors": len(state), "parameters": len(deltas)}
 

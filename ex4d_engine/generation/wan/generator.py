@@ -92,8 +92,11 @@ class WanGenerator:
         if preset.weights != self.preset.weights:
             raise InputError(f"this generator was loaded for speed preset {self.preset.name!r}; {preset.name!r} needs "
                              "other weights (FP8 / distill LoRA), reload it with that preset")
-        steps = check_steps(preset, request.steps if request.steps is not None else s.steps)
-        cfg_scale = s.cfg_scale if s.cfg_scale is not None else preset.cfg_scale
+        if request.steps is not None:
+            steps = check_steps(preset, request.steps)
+        else:  # the generator-wide override applies to presets whose step count is free
+            steps = preset.steps if preset.distill_lora or s.steps is None else s.steps
+        cfg_scale = s.cfg_scale if s.cfg_scale is not None and not preset.distill_lora else preset.cfg_scale
         shift = s.shift if s.shift is not None else preset.shift
         self.last_run = dict(speed=preset.name, steps=steps, cfg_scale=cfg_scale, shift=shift,
                              fp8=self.fp8 if preset.fp8 else "off", step_cache=preset.step_cache,

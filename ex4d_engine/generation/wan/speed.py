@@ -76,9 +76,10 @@ PRESETS = {p.name: p for p in (
 
 DEFAULT_PRESET = "default"
 
-#: Warm whole-shot seconds at EX-4D's settings (49 frames, 512x512) on one H100 80GB, from
-#: bench/speed_presets.py (docs/PERFORMANCE.md). The add-on shows them next to each choice.
-EXPECTED_SECONDS_H100 = {"exact": 45.0, "original": 60.0, "default": 42.0, "fast": 18.0, "turbo": 6.0}
+#: Warm whole-shot seconds at EX-4D's settings (49 frames, 512x512) on one Hopper GPU, shown by the add-on.
+#: exact and original: measured by bench/speed_presets.py on an H200 (43.1 s, 53.5 s). default, fast, turbo:
+#: ESTIMATES (their benchmark run did not finish; docs/PERFORMANCE.md ## Speed presets says how they are derived).
+EXPECTED_SECONDS_H100 = {"exact": 43.0, "original": 53.0, "default": 42.0, "fast": 17.0, "turbo": 6.0}
 
 
 def get_preset(name: Optional[str]) -> SpeedPreset:

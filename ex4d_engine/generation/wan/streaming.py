@@ -96,7 +96,10 @@ class BlockPrefetcher:
 
         def computation():
             prefetched = linear._ex4d_prefetched
-            if prefetched is None or linear.state == 2:
+            if linear.state == 2:  # diffsynth moved it onto the GPU for good (under the profile's limit)
+                linear._ex4d_prefetched = None
+                return default()
+            if prefetched is None:
                 return default()
             linear._ex4d_prefetched = None
             weight, bias, event = prefetched
