@@ -106,6 +106,7 @@ def build_pipeline(name: str, *, streamed: bool = False, vram_limit=None, unfuse
         pipeline.compile(dynamic=info.get("fp8") != "torchao")
     if streamed:
         info["prefetch"] = pipeline.enable_prefetch()
+    print(f"  [{name}] built: {info}", flush=True)  # where the time went, even if a later stage times out
     return pipeline, info
 
 
