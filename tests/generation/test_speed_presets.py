@@ -197,7 +197,7 @@ def test_turbo_without_its_file_or_with_a_foreign_file(tiny_models_dir, settings
     for name in os.listdir(tiny_models_dir):
         if name != speed.TURBO_LORA_FILE:
             os.symlink(os.path.join(tiny_models_dir, name), folder / name)
-    with pytest.raises(NotFoundError, match=r"needs wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors .*hf download "
+    with pytest.raises(NotFoundError, match=r"(?s)needs wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors .*hf download "
                                             r"lightx2v/Wan2.1-Distill-Loras"):
         _load(str(folder), settings, "turbo")
     from safetensors.torch import load_file, save_file

@@ -200,14 +200,18 @@ def load_generator(models_dir: Optional[str], profile: str = "full", device: str
     if fuse_lora:
         fuse(dit, ckpt.lora, compute_device=device)
     else:
-        if not prof.dit_resident or preset.fp8 or preset.distill_lora:
-            raise InputError("the unfused (seed-style) LoRA needs the 'full' profile and the 'exact' preset")
+        if not prof.dit_resident or preset.distill_lora:
+            raise InputError("the unfused (seed-style) LoRA needs the 'full' profile and a preset without the "
+                             "distill LoRA")
         inject_unfused_lora(dit, ckpt.lora)
     if distill_path is not None:
         from .distill_lora import fuse_distill_lora
 
         log.info("turbo: %s", fuse_distill_lora(dit, distill_path, compute_device=device))
-    fp8 = prepare_fp8(dit, preset, device, prof.dit_resident, fp8_emulation)
+    if fuse_lora:
+        fp8 = prepare_fp8(dit, preset, device, prof.dit_resident, fp8_emulation)
+    else:
+        fp8 = "off: the unfused (seed-style) LoRA runs without FP8" if preset.fp8 else "off"
     select_attention(attention)
     pipeline = WanPipeline(pipe, build_camera_encoder(ckpt, dit.dim, device, dtype))
     pipeline.checkpoint_summary = ckpt.summary()
