@@ -291,7 +291,7 @@ class Resident:
         self._generators.clear()
 
     def loaded_names(self) -> list[str]:
-        return sorted({name for name, _ in self._generators})
+        return sorted({key[0] for key in self._generators})
 
     def free_memory(self) -> None:
         self._scenes.clear()
