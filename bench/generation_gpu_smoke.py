@@ -5,7 +5,11 @@ everything a user's run goes through on CUDA: files on disk -> diffsynth detecti
 ``load_generator`` (GPU-size check, ex4d.ckpt check, LoRA fuse, compile) for each VRAM profile,
 plus the unfused peft LoRA, and compares their outputs.
 
-    python bench/generation_gpu_smoke.py [cuda|cpu]
+    python bench/generation_gpu_smoke.py [cuda|cpu] [--presets]
+
+``--presets``: instead, load each speed preset (exact, original, default, fast, turbo; the balanced
+and low profiles with the pinned prefetch) through ``load_generator`` and report FP8 mode, cache
+skips and the difference to exact (compile off: the code paths, in seconds).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ def main() -> int:
     from ex4d_engine.generation.wan.generator import SamplerSettings, load_generator
     from ex4d_engine.generation.wan.tiny_models import register_tiny_models, write_tiny_model_folder
 
-    device = sys.argv[1] if len(sys.argv) > 1 else "cuda"
+    device = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "cuda"
+    if "--presets" in sys.argv:
+        return presets(device)
     folder = tempfile.mkdtemp()
     write_tiny_model_folder(folder)
     register_tiny_models(folder)
@@ -64,6 +70,51 @@ def main() -> int:
     out = os.environ.get("OUT")
     if out:
         with open(os.path.join(out, "generation_gpu_smoke.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def presets(device: str) -> int:
+    from ex4d_engine.generation.base import GenerationRequest
+    from ex4d_engine.generation.wan.generator import SamplerSettings, load_generator
+    from ex4d_engine.generation.wan.tiny_models import register_tiny_models, write_tiny_model_folder
+
+    folder = tempfile.mkdtemp()
+    write_tiny_model_folder(folder)
+    register_tiny_models(folder)
+    settings = SamplerSettings(window=9, overlap=2, area=64 * 64)
+    yy, xx = np.mgrid[0:64, 0:64]
+    frame = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
+    colour = np.stack([np.roll(frame, t, axis=1) for t in range(9)])
+    mask = np.full((9, 64, 64), 255, np.uint8)
+    mask[1:, :, 40:] = 0
+    request = GenerationRequest(colour=colour, mask=mask, fps=24.0, seed=0)
+    results, videos = {}, {}
+    runs = [("exact", "full"), ("original", "full"), ("default", "full"), ("fast", "full"), ("turbo", "full"),
+            ("exact", "balanced"), ("exact", "low")]
+    for speed, profile in runs:
+        name = speed if profile == "full" else profile
+        start = time.perf_counter()
+        try:
+            generator = load_generator(folder, profile=profile, device=device, compile_dit=False, settings=settings,
+                                       dtype=torch.bfloat16, speed=speed)
+            videos[name] = generator.generate(request)
+            results[name] = dict(seconds=time.perf_counter() - start, fp8=generator.fp8, run=generator.last_run,
+                                 prefetch_copies=getattr(getattr(generator.pipeline, "prefetcher", None), "copies", None))
+            del generator
+        except Exception as exc:  # report every preset, even when one breaks
+            results[name] = dict(error=f"{type(exc).__name__}: {exc}"[:500])
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    reference = videos.get("exact")
+    for name, video in videos.items():
+        if reference is not None:
+            results[name]["mean_abs_diff_vs_exact"] = float(np.abs(video.astype(np.int16) - reference.astype(np.int16)).mean())
+    for name, r in results.items():
+        print(f"[smoke-presets] {name}: {json.dumps(r)}", flush=True)
+    out = os.environ.get("OUT")
+    if out:
+        with open(os.path.join(out, "speed_smoke.json"), "w") as f:
             json.dump(results, f, indent=1)
     return 0
 

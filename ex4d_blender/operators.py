@@ -281,7 +281,7 @@ class EX4D_OT_upload_scene(bpy.types.Operator):
 
 def _start_take(context, trajectory, collection, generator: str, seed: int, steps: int,
                 prompt: str, profile: str, want_conditioning: bool, camera_name: str,
-                frame_start: int, frame_end: int):
+                frame_start: int, frame_end: int, speed: str = ""):
     """Check the engine, create a take, save its trajectory and start the job; returns the take."""
     scene_id = str(collection.get("ex4d_scene_id", ""))
     if not scene_id:
@@ -297,10 +297,11 @@ def _start_take(context, trajectory, collection, generator: str, seed: int, step
     take.name = f"{take.name} {generator} s{seed}"
     take.status, take.scene_id, take.engine_url = takes.TakeState.new.value, scene_id, client.url
     take.generator, take.seed, take.steps, take.prompt = generator, seed, steps, prompt
+    take.speed = speed if generator == "wan" else ""
     take.camera, take.frame_start, take.frame_end, take.fps = camera_name, frame_start, frame_end, trajectory.fps
     take.trajectory_path, take.want_conditioning = takes.stored_path(trajectory_path), want_conditioning
     options = JobOptions(generator=generator, seed=seed, steps=steps or None, prompt=prompt or None,
-                         profile=profile or None)
+                         profile=profile or None, speed=(speed or None) if generator == "wan" else None)
     jobs.start(key, context.scene.name, jobs.generate_work(
         client.url, client.token, client.timeout_s, scene_id, trajectory.to_dict(), options,
         os.path.join(folder, "shot.mp4"), takes.conditioning_paths(folder, want_conditioning)))
@@ -337,7 +338,7 @@ class EX4D_OT_generate(bpy.types.Operator):
                                                          mesh_import.import_matrix(collection))
         take = _start_take(context, trajectory, collection, settings.generator, settings.seed, settings.steps,
                            settings.prompt, settings.profile, settings.want_conditioning, camera.name,
-                           frame_start, frame_end)
+                           frame_start, frame_end, settings.speed)
         warning = _warn_if_newer_file(scene)
         text = f"{take.name} sent: {len(trajectory)} frames from '{camera.name}'"
         return ("WARNING", f"{text}. {warning}") if warning else text
@@ -359,7 +360,7 @@ class EX4D_OT_regenerate(bpy.types.Operator):
         trajectory = contract.Trajectory.load(bpy.path.abspath(old.trajectory_path))
         take = _start_take(context, trajectory, collection, old.generator, old.seed + 1, old.steps, old.prompt,
                            context.scene.ex4d.profile, old.want_conditioning, old.camera, old.frame_start,
-                           old.frame_end)
+                           old.frame_end, old.speed)
         return f"{take.name} sent (from {old.name})"
 
 

@@ -14,7 +14,7 @@ import os
 import bpy
 
 from . import jobs, sequencer
-from ._engine.protocol import DEFAULT_GENERATOR, GENERATORS as PROTOCOL_GENERATORS, TakeState
+from ._engine.protocol import DEFAULT_GENERATOR, DEFAULT_SPEED, GENERATORS as PROTOCOL_GENERATORS, SPEED_PRESETS, TakeState
 from .reporting import describe as describe_error, notify
 
 TERMINAL = tuple(state.value for state in TakeState if state.terminal)
@@ -22,6 +22,9 @@ RUNNING = tuple(state.value for state in TakeState if not state.terminal)  # new
 GENERATORS = [(spec.name, spec.label, spec.description) for spec in PROTOCOL_GENERATORS.values()]
 TIMER_INTERVAL_S = 0.2
 DEFAULT_OUTPUT = "//ex4d/"
+#: The speed presets of the Wan generator with their expected time (protocol.SPEED_PRESETS).
+SPEEDS = [(spec.name, spec.label, f"{spec.summary}; about {spec.expected_s:.0f} s per 49-frame 512x512 shot on one "
+           f"Hopper GPU ({'measured' if spec.measured else 'estimated'})") for spec in SPEED_PRESETS.values()]
 
 
 class EX4D_Take(bpy.types.PropertyGroup):
@@ -37,6 +40,7 @@ class EX4D_Take(bpy.types.PropertyGroup):
     generator: bpy.props.StringProperty()
     seed: bpy.props.IntProperty()
     steps: bpy.props.IntProperty()
+    speed: bpy.props.StringProperty()
     prompt: bpy.props.StringProperty()
     camera: bpy.props.StringProperty()
     frame_start: bpy.props.IntProperty()
@@ -61,6 +65,8 @@ class EX4D_SceneSettings(bpy.types.PropertyGroup):
     steps: bpy.props.IntProperty(name="Steps", default=0, min=0, description="Diffusion steps (0: engine default)")
     prompt: bpy.props.StringProperty(name="Prompt", default="")
     profile: bpy.props.StringProperty(name="Profile", default="", description="Engine memory profile (empty: default)")
+    speed: bpy.props.EnumProperty(name="Speed", items=SPEEDS, default="default",
+                                  description="Wan speed preset (the draft generator ignores it)")
     want_conditioning: bpy.props.BoolProperty(
         name="Conditioning strips", default=False,
         description="Also load the engine's masked colour render and visibility mask as strips")

@@ -176,6 +176,8 @@ class EX4D_PT_shot(SubPanel, bpy.types.Panel):
         layout.use_property_decorate = False
         layout.prop(scene, "camera", text="Camera")  # exactly what Generate films through
         layout.prop(settings, "generator")
+        if settings.generator == "wan":
+            layout.prop(settings, "speed")
         layout.prop(settings, "seed")
         layout.prop(settings, "steps")
         layout.prop(settings, "prompt")

@@ -102,6 +102,36 @@ GENERATORS: dict[str, GeneratorSpec] = {spec.name: spec for spec in (
 DEFAULT_GENERATOR = "draft"
 
 
+@dataclass(frozen=True)
+class SpeedSpec:
+    """A speed preset of the Wan generator as users see it; its sampler settings are in
+    ``ex4d_engine/generation/wan/speed.py`` (``PRESETS``, same names).
+
+    Attributes:
+        expected_s: warm whole-shot seconds at EX-4D's settings (49 x 512^2) on one Hopper GPU;
+            ``measured`` says whether bench/speed_presets.py measured it or it is an estimate.
+    """
+
+    name: str
+    summary: str
+    expected_s: float
+    measured: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.name.capitalize()} (~{self.expected_s:.0f} s)"
+
+
+SPEED_PRESETS: dict[str, SpeedSpec] = {spec.name: spec for spec in (
+    SpeedSpec("exact", "the seed's sampling, bf16 (25 steps, CFG 5)", 43.0, True),
+    SpeedSpec("original", "as exact, with EX-4D's DiffSynth fp32 paths (slowest, reference)", 53.0, True),
+    SpeedSpec("default", "FP8 linears, same 25 steps and CFG", 42.0, False),
+    SpeedSpec("fast", "FP8 + MagCache: 9 of 25 steps run the DiT blocks, the rest reuse them", 17.0, False),
+    SpeedSpec("turbo", "lightx2v 4-step distill LoRA, no CFG, FP8 (quality with EX-4D NOT verified)", 6.0, False),
+)}
+DEFAULT_SPEED = "default"
+
+
 # ---------------------------------------------------------------------- field rules
 def option(default: Any = None, *, doc: str, ge: Optional[float] = None, le: Optional[float] = None,
            gt: Optional[float] = None, lt: Optional[float] = None, max_length: Optional[int] = None,
@@ -229,6 +259,8 @@ class JobOptions(_Record):
     steps: Optional[int] = option(doc="denoising steps; None = the generator's default", ge=1, le=1000)
     profile: Optional[str] = option(doc="VRAM profile of the generator (full, balanced, low); None = full",
                                     max_length=64, pattern=r"[A-Za-z0-9_.-]+")
+    speed: Optional[str] = option(doc="speed preset of the wan generator (docs/generation.md); None = default",
+                                  choices=tuple(SPEED_PRESETS))
     prompt: Optional[str] = option(doc="text prompt; None = the generator's default", max_length=4000)
     negative_prompt: Optional[str] = option(doc="negative prompt; None = the generator's default", max_length=4000)
     stereo: Optional[StereoOptions] = option(doc="a stereo take: both eyes of the trajectory's camera "

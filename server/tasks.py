@@ -79,11 +79,11 @@ def run_generate(ctx: JobContext) -> None:
         save_conditioning(conditioning, trajectory.fps, colour_tmp, mask_tmp)
     ctx.check_cancel()
 
-    generator = ctx.resident.generator(options.generator, options.profile)
+    generator = ctx.resident.generator(options.generator, options.profile, options.speed)
     request = GenerationRequest(  # the draft preview gets the faithful colour and the shot's geometry
         colour=conditioning.preview_colour if is_draft else conditioning.colour, mask=conditioning.mask,
         fps=trajectory.fps, seed=options.seed, steps=options.steps, prompt=options.prompt,
-        negative_prompt=options.negative_prompt, profile=options.profile,
+        negative_prompt=options.negative_prompt, profile=options.profile, speed=options.speed,
         geometry=generation_geometry(scene, trajectory) if is_draft else None,
     )
     video = generator.generate(request, progress=ctx.sub("generate", 0.35, 0.95), should_cancel=ctx.should_cancel)

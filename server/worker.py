@@ -189,15 +189,22 @@ class Resident:
     def __init__(self, models_dir: Optional[Path], group_size: int = 1):
         self.models_dir = models_dir
         self.group_size = group_size
-        self._generators: dict[tuple[str, Optional[str]], Any] = {}
+        self._generators: dict[tuple[str, Optional[str], Optional[str]], Any] = {}
         self._scenes: collections.OrderedDict[str, Any] = collections.OrderedDict()
 
-    def generator(self, name: str, profile: Optional[str]) -> Any:
+    def generator(self, name: str, profile: Optional[str], speed: Optional[str] = None) -> Any:
+        """The resident generator for (name, profile) that can run speed preset ``speed``; loading
+        another weight family (FP8, distill LoRA) first drops the loaded ones of that name (GPU memory)."""
         from ex4d_engine.generation.registry import load_generator
 
-        key = (name, profile)
-        if key not in self._generators:
-            self._generators[key] = load_generator(name, self.models_dir, profile, group_size=self.group_size)
+        for (n, p, _), generator in self._generators.items():
+            accepts = getattr(generator, "accepts", None)
+            if n == name and p == profile and (accepts is None or accepts(speed)):
+                return generator
+        for key in [k for k in self._generators if k[0] == name]:
+            del self._generators[key]
+        key = (name, profile, speed)
+        self._generators[key] = load_generator(name, self.models_dir, profile, group_size=self.group_size, speed=speed)
         return self._generators[key]
 
     def scene(self, scene_id: str, load: Callable[[], Any]) -> Any:
@@ -233,7 +240,7 @@ class Resident:
         self._generators.clear()
 
     def loaded_names(self) -> list[str]:
-        return sorted({name for name, _ in self._generators})
+        return sorted({key[0] for key in self._generators})
 
     def free_memory(self) -> None:
         self._scenes.clear()

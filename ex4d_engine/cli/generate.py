@@ -1,7 +1,7 @@
 """``ex4d generate``: colour + mask render -> generated video (the seed's generate.py).
 
 Accepts the seed's flags (``--color_video --mask_video --output_video --num_frames --seed
---num_inference_steps --device``) plus ``--models_dir --profile --steps --frames --prompt
+--num_inference_steps --device``) plus ``--models_dir --profile --speed --steps --frames --prompt
 --negative_prompt --generator``. Unlike the seed, the aspect ratio is kept (480P-area size), the
 output is written at the input's fps, and more frames than one 49-frame window are generated as
 a long shot. ``--generator draft`` (a classical preview) needs no weights; given only the colour and
@@ -18,7 +18,11 @@ import sys
 import numpy as np
 
 from ..errors import InputError
+from ..generation.wan.speed import PRESETS
 from ..protocol import GENERATORS
+
+SPEED_CHOICES = tuple(PRESETS)
+SPEED_HELP = [(p.name, p.summary) for p in PRESETS.values()]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,11 +44,14 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
                    "(default $EX4D_MODELS_DIR); `ex4d models check DIR` tells what is missing")
     p.add_argument("--profile", choices=("full", "balanced", "low"), default="full",
                    help="VRAM profile: full (about 40 GB, fastest), balanced (about 26 GB), low (about 15 GB)")
+    p.add_argument("--speed", choices=SPEED_CHOICES, default=None,
+                   help="speed preset (default: default): " + "; ".join(f"{n}: {s}" for n, s in SPEED_HELP))
     p.add_argument("--device", default="cuda", help="torch device (default cuda)")
     p.add_argument("--frames", "--num_frames", type=int, default=49,
                    help="frames to generate from the start of the render (default 49, one window; 0 = all, "
                         "longer shots are generated window by window)")
-    p.add_argument("--steps", "--num_inference_steps", type=int, default=25, help="sampler steps (default 25)")
+    p.add_argument("--steps", "--num_inference_steps", type=int, default=None,
+                   help="sampler steps (default: the speed preset's, 25; turbo runs exactly 4)")
     p.add_argument("--seed", type=int, default=0, help="noise and mask-erosion seed (default 0)")
     p.add_argument("--prompt", help="positive prompt (default: the seed's fixed prompt)")
     p.add_argument("--negative_prompt", help="negative prompt (default: the seed's)")
@@ -56,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     from ..video_io import probe
 
     colour, mask, fps = read_inputs(args.color_video, args.mask_video, args.frames)
-    video = generate_frames(args, colour, mask, fps)
+    generator = build_generator(args)
+    video = generate_frames(args, colour, mask, fps, generator)
     write_output(args.output_video, video, fps)
+    write_record(os.path.splitext(args.output_video)[0] + ".json", generation_record(generator))
     info = probe(args.output_video)
     print(f"wrote {args.output_video} ({info.num_frames} frames, {info.width}x{info.height}, {info.fps:g} fps)")
     return 0
@@ -128,11 +137,25 @@ def build_generator(args: argparse.Namespace):
 
     if args.area < 256:
         raise InputError(f"--area must be at least 256 pixels, got {args.area}")
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
+    from ..generation.wan.speed import check_steps, get_preset
+
+    check_steps(get_preset(getattr(args, "speed", None)), args.steps)  # before loading the weights
     # missing weights are resource_unavailable (exit 4) with the download commands, like depth weights
     generator = load_generator("wan", args.models_dir, args.profile, device=args.device,
-                               settings=SamplerSettings(area=args.area))
+                               settings=SamplerSettings(area=args.area), speed=getattr(args, "speed", None))
     print(generator.pipeline.checkpoint_summary, file=sys.stderr)
+    if generator.fp8.startswith("off:"):
+        print(f"warning: speed preset {generator.preset.name!r} runs without FP8 ({generator.fp8[5:]})", file=sys.stderr)
     return generator
+
+
+def generation_record(generator) -> dict:
+    """What a shot ran with, for the JSON written next to the output (recon_{cam}.json / <output>.json)."""
+    record = {"generator": generator.name}
+    record.update(getattr(generator, "last_run", {}) or {})
+    return record
 
 
 def generate_frames(args: argparse.Namespace, colour: np.ndarray, mask: np.ndarray, fps: float,
@@ -141,14 +164,24 @@ def generate_frames(args: argparse.Namespace, colour: np.ndarray, mask: np.ndarr
     from ..generation.base import GenerationRequest
     from .progress import ProgressBar
 
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     generator = generator or build_generator(args)
     request = GenerationRequest(colour=colour, mask=mask, fps=fps, seed=args.seed, steps=args.steps,
-                                prompt=args.prompt, negative_prompt=args.negative_prompt, geometry=geometry)
+                                prompt=args.prompt, negative_prompt=args.negative_prompt, geometry=geometry,
+                                speed=getattr(args, "speed", None))
     label = "draft preview" if generator.name == "draft" else generator.name
     with ProgressBar(f"generate ({label})") as bar:
         return generator.generate(request, progress=bar.update)
+
+
+def write_record(path: str, record: dict) -> None:
+    import json
+
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
 
 
 def write_output(path: str, video: np.ndarray, fps: float) -> None:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
-from .generate import add_generation_args, generate_frames, write_output
+from .generate import add_generation_args, generate_frames, generation_record, write_output, write_record
 from .stereo import add_stereo_args, check_stereo_args, run_stereo
 
 
@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if args.keep_conditioning:  # the seed-literal colour: what the EX-4D weights see
         pipeline.save_conditioning(conditioning, trajectory.fps, out_dir / f"color_{cam}.mp4",
                                    out_dir / f"mask_{cam}.mp4", "mp4")
+    if generator is None:
+        from .generate import build_generator
+
+        generator = build_generator(args)
     if preview:  # the faithful render and the shot's geometry: what the draft preview fills from
         video = generate_frames(args, conditioning.preview_colour, conditioning.mask, trajectory.fps, generator,
                                 geometry=pipeline.generation_geometry(scene, trajectory))
@@ -76,5 +80,7 @@ def run(args: argparse.Namespace) -> int:
         video = generate_frames(args, conditioning.colour, conditioning.mask, trajectory.fps, generator)
     output = out_dir / f"{'preview' if preview else 'output'}_{cam}.mp4"
     write_output(os.fspath(output), video, trajectory.fps)
+    write_record(os.fspath(out_dir / f"recon_{cam}.json"), {"cam": cam, "trajectory": trajectory.to_dict(),
+                                                             "generation": generation_record(generator)})
     print(f"wrote {output} ({len(video)} frames, {video.shape[2]}x{video.shape[1]}, {trajectory.fps:g} fps)")
     return 0

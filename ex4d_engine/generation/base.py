@@ -68,6 +68,8 @@ class GenerationRequest:
         steps, prompt, negative_prompt, profile: generator options; None = the generator's default.
         geometry: depth, cameras and source frames of the shot, when the caller has them (the draft
             preview fills from them; without them it falls back to a 2-D fill). Wan ignores it.
+        speed: speed preset of the Wan generator (exact, original, default, fast, turbo; None = the
+            generator's); the draft generator ignores it.
     """
 
     colour: np.ndarray
@@ -79,6 +81,7 @@ class GenerationRequest:
     negative_prompt: Optional[str] = None
     profile: Optional[str] = None
     geometry: Optional[SceneGeometry] = None
+    speed: Optional[str] = None
 
     def check(self) -> None:
         colour, mask = self.colour, self.mask

@@ -82,7 +82,7 @@ def load_generator(name: str, models_dir: Optional[str] = None, profile: Optiona
     if not status.available:
         raise ResourceError(f"generator {name!r} is not available: {status.reason}")
     if group_size > 1:  # the gang's ranks come back here for their own generator
-        gang = _resolve(GANG_RUNNER)
+        gang = _resolve(GANG_RUNNER)  # (the gang runs the generator's default speed preset)
         return gang(name=name, size=group_size, models_dir=str(models_dir) if models_dir else None, profile=profile)
     return _resolve(spec.loader)(str(models_dir) if models_dir else None, profile, **options)
 

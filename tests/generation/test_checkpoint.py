@@ -56,24 +56,57 @@ def _write(tmp_path, state):
     return str(path)
 
 
-def test_missing_key_is_refused(tmp_path, shapes, good_state):
+def test_half_a_lora_pair_is_refused(tmp_path, shapes, good_state):
     state = dict(good_state)
     del state["blocks.1.ffn.2.lora_B.default.weight"]
-    with pytest.raises(ResourceError, match=r"47 tensors loaded, 1 missing, 0 unexpected, 0 with the wrong shape \(missing .*blocks.1.ffn.2.lora_B"):
+    with pytest.raises(ResourceError, match=r"1 tensor\(s\) cannot be placed \(blocks.1.ffn.2 has only one of lora_A / "
+                                            r"lora_B\)\. 47 tensors would load, 1 missing, 0 unexpected"):
         load_ex4d_checkpoint(_write(tmp_path, state), shapes, 64)
 
 
-def test_unexpected_key_is_refused(tmp_path, shapes, good_state):
-    state = dict(good_state, **{"blocks.0.cross_attn.k_img.lora_A.default.weight": torch.zeros(16, 64)})
-    with pytest.raises(ResourceError, match="48 tensors loaded, 0 missing, 1 unexpected"):
-        load_ex4d_checkpoint(_write(tmp_path, state), shapes, 64)
+def test_missing_layer_and_unexpected_keys_load_like_the_original(tmp_path, shapes, good_state, caplog):
+    """strict=False: a layer with neither A nor B stays unadapted, keys that match nothing are ignored."""
+    state = dict(good_state)
+    del state["blocks.1.ffn.2.lora_A.default.weight"], state["blocks.1.ffn.2.lora_B.default.weight"]
+    state["blocks.0.cross_attn.k_img.lora_A.default.weight"] = torch.zeros(16, 64)
+    state["optimizer.step"] = torch.tensor(3.0)
+    ckpt = load_ex4d_checkpoint(_write(tmp_path, state), shapes, 64)
+    assert (ckpt.loaded, ckpt.missing, ckpt.unexpected) == (46, 2, 2)
+    assert "46 tensors loaded, 2 missing, 2 unexpected" in ckpt.summary()
+    assert "blocks.1.ffn.2.lora_A.default.weight" not in ckpt.lora
+    assert "stay unadapted" in caplog.text and "are ignored" in caplog.text
+
+
+def test_dit_weights_in_the_checkpoint_are_applied_with_shape_checks(tmp_path, shapes, good_state, tiny_dit):
+    import copy
+
+    dit = copy.deepcopy(tiny_dit)
+    trained = torch.full_like(dit.blocks[0].self_attn.q.weight, 0.5)
+    state = dict(good_state, **{"blocks.0.self_attn.q.weight": trained, "head.head.bias": torch.ones(64)})
+    ckpt = load_ex4d_checkpoint(_write(tmp_path, state), shapes, 64, dit=dit)
+    assert (ckpt.loaded, ckpt.unexpected) == (50, 0) and "DiT weights: 2 tensors" in ckpt.summary()
+    assert torch.equal(dit.blocks[0].self_attn.q.weight, trained) and torch.equal(dit.head.head.bias, torch.ones(64))
+    without_dit = load_ex4d_checkpoint(_write(tmp_path, state), shapes, 64)  # nothing to place them in
+    assert (without_dit.loaded, without_dit.unexpected) == (48, 2)
+    bad = dict(good_state, **{"blocks.0.self_attn.q.weight": torch.zeros(3, 3)})
+    before = dit.blocks[0].self_attn.q.weight.clone()
+    with pytest.raises(ResourceError, match=r"blocks.0.self_attn.q.weight is \(3, 3\), the DiT parameter is \(64, 64\)"):
+        load_ex4d_checkpoint(_write(tmp_path, bad), shapes, 64, dit=dit)
+    assert torch.equal(dit.blocks[0].self_attn.q.weight, before)  # refused before changing anything
+
+
+def test_old_non_zip_checkpoint_loads_without_mmap(tmp_path, shapes, good_state, caplog):
+    path = tmp_path / "old.ckpt"
+    torch.save(dict(good_state), path, _use_new_zipfile_serialization=False)
+    ckpt = load_ex4d_checkpoint(str(path), shapes, 64)
+    assert ckpt.loaded == 48 and "cannot be memory-mapped" in caplog.text
 
 
 def test_checkpoint_for_another_dit_is_refused(tmp_path, good_state):
     wider = {"blocks.0.self_attn.q": (128, 128)}
-    with pytest.raises(ResourceError, match="2 with the wrong shape"):
+    with pytest.raises(ResourceError, match=r"2 tensor\(s\) cannot be placed"):
         load_ex4d_checkpoint(_write(tmp_path, good_state), wider, 64)
-    with pytest.raises(ResourceError, match="wrong shape"):  # encoder output width != DiT width
+    with pytest.raises(ResourceError, match="cannot be placed .*latent_patch_embedding"):  # encoder width != DiT width
         load_ex4d_checkpoint(_write(tmp_path, good_state), {}, 5120)
 
 

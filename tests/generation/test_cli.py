@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -35,10 +36,26 @@ def test_generate_with_tiny_wan_models(tiny_models_dir, render_videos, tmp_path,
     info = probe(out)
     assert (info.num_frames, info.width, info.height, info.fps) == (9, 64, 48, 24.0)
     assert read_video(out).frames.std() > 1
-    assert os.listdir(out.parent) == ["output.mp4"], "no temporary file left behind"
+    assert sorted(os.listdir(out.parent)) == ["output.json", "output.mp4"], "no temporary file left behind"
+    record = json.loads((out.parent / "output.json").read_text())
+    assert (record["generator"], record["speed"], record["steps"]) == ("wan", "default", 2)
+    assert record["fp8"].startswith("off: FP8 needs a CUDA GPU")  # CPU: the preset falls back, and says so
     captured = capsys.readouterr()
     assert "wrote" in captured.out
     assert "ex4d.ckpt: 48 tensors loaded, 0 missing, 0 unexpected" in captured.err
+    assert "runs without FP8" in captured.err
+
+
+def test_generate_speed_preset_errors(tiny_models_dir, render_videos, tmp_path, capsys):
+    out = tmp_path / "t.mp4"
+    common = ["generate", "--color_video", render_videos[0], "--mask_video", render_videos[1], "--output_video",
+              str(out), "--models_dir", tiny_models_dir, "--device", "cpu"]
+    assert main(common + ["--speed", "turbo", "--steps", "5"]) == 2
+    assert "the 'turbo' preset runs exactly 4 steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(common + ["--speed", "warp"])
+    assert exc.value.code == 2 and "invalid choice: 'warp'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_generate_frames_limit_and_draft(render_videos, tmp_path):

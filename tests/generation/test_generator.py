@@ -98,8 +98,8 @@ def _plain_i2v(generator: WanGenerator, request: GenerationRequest) -> np.ndarra
     cond = build_conditioning(request.colour, request.mask, 64, 64, np.arange(5), request.seed)
     frames = generator.pipeline.pipe(
         prompt=DEFAULT_PROMPT, negative_prompt=DEFAULT_NEGATIVE_PROMPT, input_image=Image.fromarray(cond.first_frame),
-        seed=request.seed, height=64, width=64, num_frames=5, cfg_scale=s.cfg_scale, num_inference_steps=s.steps,
-        sigma_shift=s.shift, tiled=False)
+        seed=request.seed, height=64, width=64, num_frames=5, cfg_scale=generator.preset.cfg_scale,
+        num_inference_steps=s.steps, sigma_shift=generator.preset.shift, tiled=False)
     return np.stack([np.asarray(f) for f in frames])
 
 

@@ -117,6 +117,8 @@ class WanPipeline:
         self.times = StageTimes()
         #: ask diffsynth for both guidance branches in one DiT call (set by dit_parallel for CFG-parallel groups)
         self.cfg_merge = False
+        self.cache_skips = 0
+        self.last_latents = None
         self._cache_prompts()
         if getattr(pipe.text_encoder, "vram_management_enabled", False):
             self.stream_text_encoder(pipe)
@@ -196,8 +198,9 @@ class WanPipeline:
                 module.vram_limit = 0.0
 
     def _cache_prompts(self):
-        """Swap diffsynth's prompt unit for one that keeps each prompt's T5 embedding."""
-        from diffsynth.pipelines.wan_video import WanVideoUnit_PromptEmbedder
+        """Swap diffsynth's prompt unit for one that keeps each prompt's T5 embedding, and its
+        TeaCache unit for one that can hand out our step caches."""
+        from diffsynth.pipelines.wan_video import WanVideoUnit_PromptEmbedder, WanVideoUnit_TeaCache
 
         class CachedPromptEmbedder(WanVideoUnit_PromptEmbedder):
             def __init__(self):
@@ -208,11 +211,28 @@ class WanPipeline:
                 if prompt not in self.cache:
                     if len(self.cache) >= 16:
                         self.cache.pop(next(iter(self.cache)))
-                    self.cache[prompt] = super().process(pipe, prompt, positive)["context"]
+                    with torch.autocast(torch.device(pipe.device).type, enabled=False):  # T5 never ran under autocast
+                        self.cache[prompt] = super().process(pipe, prompt, positive)["context"]
                 return {"context": self.cache[prompt]}
 
-        self.pipe.units = [CachedPromptEmbedder() if type(u) is WanVideoUnit_PromptEmbedder else u
-                           for u in self.pipe.units]
+        class StepCacheUnit(WanVideoUnit_TeaCache):
+            """While ``factory`` is set, each guidance branch gets ``factory(steps, branch)``."""
+
+            def __init__(self):
+                super().__init__()
+                self.factory = None
+                self.made: list = []
+
+            def process(self, pipe, num_inference_steps, tea_cache_l1_thresh, tea_cache_model_id):
+                if self.factory is None:
+                    return super().process(pipe, num_inference_steps, tea_cache_l1_thresh, tea_cache_model_id)
+                cache = self.factory(num_inference_steps, len(self.made) % 2)
+                self.made.append(cache)
+                return {"tea_cache": cache}
+
+        self.step_cache_unit = StepCacheUnit()
+        swap = {WanVideoUnit_PromptEmbedder: CachedPromptEmbedder, WanVideoUnit_TeaCache: lambda: self.step_cache_unit}
+        self.pipe.units = [swap[type(u)]() if type(u) in swap else u for u in self.pipe.units]
 
     @property
     def dit(self):
@@ -222,9 +242,19 @@ class WanPipeline:
     def device(self):
         return self.pipe.device
 
-    def compile(self) -> None:
-        """Regional torch.compile of the DiT blocks (diffsynth's own helper)."""
-        self.pipe.compile_pipeline(compile_models=["dit"])
+    def compile(self, dynamic: bool = True) -> None:
+        """Regional torch.compile of the DiT blocks (diffsynth's own helper). ``dynamic=False`` for
+        the FP8 blocks: torchao's float8 tensors trace far faster with static shapes."""
+        self.pipe.compile_pipeline(compile_models=["dit"], dynamic=dynamic)
+
+    def enable_prefetch(self) -> bool:
+        """Pinned host weights + next-block prefetch for a streamed DiT (:mod:`.streaming`); CUDA only."""
+        if not str(self.pipe.device).startswith("cuda") or not getattr(self.pipe.dit, "vram_management_enabled", False):
+            return False
+        from .streaming import BlockPrefetcher
+
+        self.prefetcher = BlockPrefetcher(self.pipe.dit, self.pipe.device)
+        return True
 
     def _sync(self):
         if str(self.pipe.device).startswith("cuda"):
@@ -268,9 +298,10 @@ class WanPipeline:
         finally:
             handle.remove()
 
-    def _stepper(self, on_step: Optional[Callable[[int, int], None]]):
+    def _stepper(self, on_step: Optional[Callable[[int, int], None]], timestep_holder=None):
         """progress_bar_cmd for diffsynth: times each step and calls ``on_step(i, n)`` before step i
-        (which may raise JobCancelledError to stop between steps)."""
+        (which may raise JobCancelledError to stop between steps). ``timestep_holder.value`` gets the
+        fp32 timestep of the step (original precision)."""
         times = self.times
 
         def iterate(timesteps):
@@ -281,6 +312,8 @@ class WanPipeline:
             for i, t in enumerate(timesteps):
                 if on_step is not None:
                     on_step(i, n)
+                if timestep_holder is not None:
+                    timestep_holder.value = t.detach().float().reshape(1)
                 yield t
                 self._sync()
                 now = time.perf_counter()
@@ -292,23 +325,73 @@ class WanPipeline:
 
         return iterate
 
+    @contextlib.contextmanager
+    def _sampling_mode(self, step_cache: Optional[str], original_precision: bool):
+        """Install the step cache / original-precision pieces for one call, and remove them after."""
+        from diffsynth.pipelines.wan_video import WanVideoUnit_NoiseInitializer
+
+        pipe = self.pipe
+        self.step_cache_unit.made = []
+        holder = None
+        saved_units, saved_fn = list(pipe.units), pipe.model_fn
+        if step_cache == "magcache":
+            from .step_cache import MagCache
+
+            self.step_cache_unit.factory = lambda steps, branch: MagCache(steps, branch=branch)
+        elif step_cache is not None:
+            raise ValueError(f"unknown step cache {step_cache!r}")
+        autocast = contextlib.nullcontext()
+        if original_precision:
+            from .original_precision import TimestepHolder, fp32_noise_unit, make_original_model_fn
+
+            holder = TimestepHolder()
+            pipe.model_fn = make_original_model_fn(holder)
+            pipe.units = [fp32_noise_unit() if type(u) is WanVideoUnit_NoiseInitializer else u for u in pipe.units]
+            if pipe.torch_dtype != torch.float32:
+                autocast = torch.autocast(torch.device(pipe.device).type, dtype=pipe.torch_dtype)
+        try:
+            with autocast:
+                yield holder
+        finally:
+            self.step_cache_unit.factory = None
+            pipe.units, pipe.model_fn = saved_units, saved_fn
+
     @torch.no_grad()
     def denoise(self, *, image: np.ndarray, ray: Optional[torch.Tensor], prompt: str, negative_prompt: str,
                 width: int, height: int, frames: int, steps: int, cfg_scale: float, shift: float, seed: int,
-                tiled: bool, on_step: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-        """Run the I2V pipeline for one window. Returns (frames, height, width, 3) uint8."""
+                tiled: bool, on_step: Optional[Callable[[int, int], None]] = None, step_cache: Optional[str] = None,
+                original_precision: bool = False, cfg_merge: bool = False,
+                keep_latents: bool = False) -> np.ndarray:
+        """Run the I2V pipeline for one window. Returns (frames, height, width, 3) uint8.
+
+        ``step_cache``: "magcache" or None; ``original_precision``: EX-4D's DiffSynth numerics
+        (:mod:`.original_precision`); ``cfg_merge``: both guidance branches as one batch of 2
+        (streamed profiles: the weights cross the bus once per step); ``keep_latents``: keep the
+        final latents in ``self.last_latents`` (CPU float32; the benchmark's deviation numbers).
+        """
         from PIL import Image
 
         times = self.times
         ray_time = times.ray_encode
         self.times = times = StageTimes(ray_encode=ray_time)
         times._t0 = time.perf_counter()
-        with self._ray_hook(ray):
-            video = self.pipe(
-                prompt=prompt, negative_prompt=negative_prompt, input_image=Image.fromarray(image),
-                seed=seed, height=height, width=width, num_frames=frames, cfg_scale=cfg_scale,
-                num_inference_steps=steps, sigma_shift=shift, tiled=tiled, progress_bar_cmd=self._stepper(on_step),
-                cfg_merge=self.cfg_merge and cfg_scale != 1.0)
+        vae = self.pipe.vae
+        if keep_latents:
+            def decode(latents, *args, **kwargs):
+                self.last_latents = latents.detach().float().cpu()
+                return type(vae).decode(vae, latents, *args, **kwargs)
+            vae.decode = decode
+        try:
+            with self._ray_hook(ray), self._sampling_mode(step_cache, original_precision) as holder:
+                video = self.pipe(
+                    prompt=prompt, negative_prompt=negative_prompt, input_image=Image.fromarray(image),
+                    seed=seed, height=height, width=width, num_frames=frames, cfg_scale=cfg_scale,
+                    num_inference_steps=steps, sigma_shift=shift, tiled=tiled, cfg_merge=(cfg_merge or self.cfg_merge) and cfg_scale != 1.0,
+                    progress_bar_cmd=self._stepper(on_step, holder))
+        finally:
+            if keep_latents:
+                del vae.decode
+        self.cache_skips = sum(getattr(c, "skipped", 0) for c in self.step_cache_unit.made)
         self._sync()
         times.decode = time.perf_counter() - times._t_decode
         return np.stack([np.asarray(frame, dtype=np.uint8) for frame in video])

@@ -81,11 +81,13 @@ def _save_tokenizer(path: str) -> None:
     PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(path)
 
 
-def write_tiny_model_folder(models_dir: str, seed: int = 0, encoder_scale: float = 0.02) -> None:
+def write_tiny_model_folder(models_dir: str, seed: int = 0, encoder_scale: float = 0.02,
+                            turbo_lora: bool = True) -> None:
     """Write all files of a tiny model folder under ``models_dir`` (official names and layouts).
 
     The camera encoder's last conv gets random (non-zero) weights of std ``encoder_scale``, so the
-    adapter visibly changes the output; the LoRA B matrices are random too.
+    adapter visibly changes the output; the LoRA B matrices are random too. ``turbo_lora``: also
+    the 4-step distill LoRA in its released key layout (:func:`.distill_lora.tiny_distill_lora`).
     """
     _ensure()
     from diffsynth.models.wan_video_dit import WanModel
@@ -108,6 +110,11 @@ def write_tiny_model_folder(models_dir: str, seed: int = 0, encoder_scale: float
                os.path.join(models_dir, CLIP_STEM + ".pth"))
     _save_tokenizer(os.path.join(models_dir, TOKENIZER_DIR))
     torch.save(tiny_checkpoint(dit, encoder_scale), os.path.join(models_dir, EX4D_CKPT))
+    if turbo_lora:
+        from .distill_lora import tiny_distill_lora
+        from .speed import TURBO_LORA_FILE
+
+        save_file(tiny_distill_lora(dit, seed=seed), os.path.join(models_dir, TURBO_LORA_FILE))
 
 
 def tiny_checkpoint(dit, encoder_scale: float = 0.02, lora_scale: float = 0.05,
