@@ -15,7 +15,7 @@ import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from . import coverage, deps, jobs, prefs, sequencer, takes, viewport
-from ._engine.protocol import JobOptions, SceneOptions
+from ._engine.protocol import JobOptions, SceneOptions, StereoOptions
 from .client import EngineClient, ServerError, is_loopback
 from . import reporting
 from .reporting import UserError, reported
@@ -281,8 +281,11 @@ class EX4D_OT_upload_scene(bpy.types.Operator):
 
 def _start_take(context, trajectory, collection, generator: str, seed: int, steps: int,
                 prompt: str, profile: str, want_conditioning: bool, camera_name: str,
-                frame_start: int, frame_end: int, speed: str = ""):
-    """Check the engine, create a take, save its trajectory and start the job; returns the take."""
+                frame_start: int, frame_end: int, speed: str = "", stereo: dict | None = None):
+    """Check the engine, create a take, save its trajectory and start the job; returns the take.
+
+    ``stereo``: the job's stereo options (``stereo.stereo_job_options``) for a stereo take, else None.
+    """
     scene_id = str(collection.get("ex4d_scene_id", ""))
     if not scene_id:
         raise UserError(f"The engine does not know the scene '{collection.name}' (it was imported from a file): "
@@ -301,7 +304,8 @@ def _start_take(context, trajectory, collection, generator: str, seed: int, step
     take.camera, take.frame_start, take.frame_end, take.fps = camera_name, frame_start, frame_end, trajectory.fps
     take.trajectory_path, take.want_conditioning = takes.stored_path(trajectory_path), want_conditioning
     options = JobOptions(generator=generator, seed=seed, steps=steps or None, prompt=prompt or None,
-                         profile=profile or None, speed=(speed or None) if generator == "wan" else None)
+                         profile=profile or None, speed=(speed or None) if generator == "wan" else None,
+                         stereo=StereoOptions(**stereo) if stereo else None)
     jobs.start(key, context.scene.name, jobs.generate_work(
         client.url, client.token, client.timeout_s, scene_id, trajectory.to_dict(), options,
         os.path.join(folder, "shot.mp4"), takes.conditioning_paths(folder, want_conditioning)))
@@ -336,9 +340,19 @@ class EX4D_OT_generate(bpy.types.Operator):
         collection = active_ex4d_collection(context)
         trajectory = scene_camera.trajectory_from_camera(scene, camera, frame_start, frame_end,
                                                          mesh_import.import_matrix(collection))
+        stereo_options = None
+        if settings.stereo:  # one rig for the shot, in engine units; the take records it in Blender units
+            stereo = feature("stereo", what="A stereo take")
+            problem = stereo.stereo_problem(scene, camera)
+            if problem:
+                raise UserError(problem, code="invalid_input")
+            stereo_options = stereo.stereo_job_options(scene, camera, frame_start, frame_end,
+                                                       mesh_import.import_matrix(collection), settings.stereo_layout)
         take = _start_take(context, trajectory, collection, settings.generator, settings.seed, settings.steps,
                            settings.prompt, settings.profile, settings.want_conditioning, camera.name,
-                           frame_start, frame_end, settings.speed)
+                           frame_start, frame_end, settings.speed, stereo_options)
+        if stereo_options:
+            stereo.record_take_stereo(take, camera, settings.stereo_layout)
         warning = _warn_if_newer_file(scene)
         text = f"{take.name} sent: {len(trajectory)} frames from '{camera.name}'"
         return ("WARNING", f"{text}. {warning}") if warning else text

@@ -56,6 +56,14 @@ class EX4D_Take(bpy.types.PropertyGroup):
 class EX4D_SceneSettings(bpy.types.PropertyGroup):
     scene_collection: bpy.props.PointerProperty(type=bpy.types.Collection, name="EX-4D scene",
                                                  description="The imported EX-4D collection the shot is filmed in")
+    stereo: bpy.props.BoolProperty(
+        name="Stereo", default=False,
+        description="A VR stereo take: both eyes of the scene camera's stereo rig (Camera Properties > "
+                    "Stereoscopy; Output Properties > Views > Stereo 3D), consistent, as a Stereo 3D strip")
+    stereo_layout: bpy.props.EnumProperty(
+        name="Layout", default="sbs", description="How the two eyes are packed in the video",
+        items=[("sbs", "Side by side", "full width per eye"), ("sbs_half", "Side by side (half)", "squeezed"),
+               ("tb", "Top-bottom", "left eye on top")])
     output_dir: bpy.props.StringProperty(
         name="Output", subtype="DIR_PATH", default=DEFAULT_OUTPUT,
         description="Where takes and imported scenes are written; // is the .blend's folder "
@@ -161,7 +169,8 @@ def describe(take) -> str:
         eta = f", {eta_s:.0f} s left" if eta_s >= 0 else ""
         return f"{take.name}: {stage or take.status} {percent:.0f}%{eta}"
     if take.status == "succeeded":
-        return f"{take.name}: done"
+        stereo = take.get("stereo")
+        return f"{take.name}: done" + (f" ({stereo['mode']} stereo, {stereo['layout']})" if stereo else "")
     return f"{take.name}: {take.status}" + (f" - {take.message}" if take.message else "")
 
 
@@ -203,6 +212,10 @@ def apply_message(message: jobs.Message, scene_name: str | None) -> None:
             take.message = f"Generated, but the strip could not be added: {text}"
             _report("WARNING", f"EX-4D {take.name}: {take.message}")
         else:
+            if take.get("stereo"):  # a packed stereo video: Blender's own stereo preview shows both eyes
+                from . import stereo
+
+                stereo.make_stereo_strip(strip, take["stereo"]["layout"])
             warning = strip.get("ex4d_warning", "")
             take.message = warning
             _report("WARNING" if warning else "INFO",

@@ -182,6 +182,9 @@ class EX4D_PT_shot(SubPanel, bpy.types.Panel):
         layout.prop(settings, "steps")
         layout.prop(settings, "prompt")
         layout.prop(settings, "want_conditioning", text="Conditioning")
+        layout.prop(settings, "stereo")
+        if settings.stereo:
+            layout.prop(settings, "stereo_layout")
         layout.prop(settings, "output_dir")
         row = layout.row()
         row.scale_y = 1.4

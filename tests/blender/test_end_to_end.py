@@ -110,3 +110,14 @@ def test_start_local_engine_from_preferences(e2e_checks, blender_version):
     assert value["connection"] == ["FINISHED"], value  # token read from the engine's data dir
     assert value["verdict"].startswith("Connected") and value["running"]
     assert value["stopped"] and value["log_exists"]
+
+
+def test_a_stereo_take_lands_as_a_stereo_strip(e2e_checks, blender_version):
+    value = check_value(e2e_checks(blender_version), "stereo_take")
+    assert value["refused"][0] == "ERROR" and "Stereoscopy is off" in value["refused"][1]
+    assert value["result"] == ["FINISHED"], value
+    assert value["take"]["status"] == "succeeded", value["take"]
+    record = value["record"]
+    assert record["interocular"] == pytest.approx(0.02) and record["convergence"] == pytest.approx(2.0)
+    assert record["layout"] == "tb" and "stereo, tb" in value["line"]
+    assert value["strip"] == {"multiview": True, "views_format": "STEREO_3D", "display_mode": "TOPBOTTOM"}

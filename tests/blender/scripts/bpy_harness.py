@@ -14,7 +14,7 @@ import bpy
 ADDON_MODULE = "bl_ext.user_default.ex4d"
 #: The add-on's modules that need numpy: imported by the features that use them, never at enable time.
 FEATURE_MODULES = ("camera_math", "mesh_import", "scene_camera", "depth_files", "scene_upload", "_engine.contract",
-                   "_engine.interchange")
+                   "_engine.interchange", "stereo")
 
 
 def install_addon(zip_path):

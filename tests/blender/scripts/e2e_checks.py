@@ -92,6 +92,31 @@ def check_generate():
             "scene_range": [scene.frame_start, scene.frame_end], "conditioning": conditioning}
 
 
+def check_stereo_take():
+    """A stereo take from the scene camera's stereo rig: refused while stereoscopy is off, then a Stereo 3D strip."""
+    scene = bpy.context.scene
+    scene.ex4d.stereo, scene.ex4d.stereo_layout = True, "tb"
+    refused = call(bpy.ops.ex4d.generate)  # stereoscopy is off: say how to turn it on, no take
+    takes_before = len(scene.ex4d.takes)
+    scene.render.use_multiview, scene.render.views_format = True, "STEREO_3D"
+    scene.camera.data.stereo.interocular_distance = 0.02
+    scene.camera.data.stereo.convergence_distance = 2.0
+    result = call(bpy.ops.ex4d.generate)
+    take = scene.ex4d.takes[scene.ex4d.active_take]
+    key = take.key
+    wait()
+    take = addon.takes.find_take(scene, key)
+    strips = addon.sequencer.strips_of_take(addon.sequencer.sequencer_scene(bpy.context), key)
+    strip = strips[0] if strips else None
+    scene.ex4d.stereo = False
+    scene.render.use_multiview = False
+    return {"refused": refused, "takes_before": takes_before, "result": result, "take": take_state(take),
+            "record": addon.stereo.take_stereo(take), "line": addon.takes.describe(take),
+            "strip": None if strip is None else {
+                "multiview": strip.use_multiview, "views_format": strip.views_format,
+                "display_mode": strip.stereo_3d_format.display_mode}}
+
+
 def check_resume_after_reload():
     """A take saved while its job ran (no worker thread after reopening) is followed again by Resume."""
     scene = bpy.context.scene
@@ -250,6 +275,7 @@ h.emit(h.run_checks({
     "connection": check_connection,
     "import_video": check_import_video,
     "generate": check_generate,
+    "stereo_take": check_stereo_take,
     "resume_after_reload": check_resume_after_reload,
     "cancel": check_cancel,
     "regenerate_and_compare": check_regenerate_and_compare,
