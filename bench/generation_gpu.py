@@ -30,6 +30,8 @@ sys.path.insert(0, REPO)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ex4d_engine.generation.wan.tiny_models import randomise  # noqa: E402
+
 GIB = 1024 ** 3
 I2V_14B = dict(has_image_input=True, patch_size=[1, 2, 2], in_dim=36, dim=5120, ffn_dim=13824, freq_dim=256,
                text_dim=4096, out_dim=16, num_heads=40, num_layers=40, eps=1e-6)
@@ -89,16 +91,6 @@ def dit_flops(frames: int, height: int, width: int, context: int = 512 + 257) ->
     return layers * per_block
 
 
-@torch.no_grad()
-def randomise(module: torch.nn.Module) -> None:
-    """Fan-in scaled normal weights, unit norms, small biases (activations stay finite)."""
-    for name, p in module.named_parameters():
-        if p.ndim >= 2:
-            p.normal_(0.0, p[0].numel() ** -0.5)
-        elif "norm" in name:
-            p.fill_(1.0)
-        else:
-            p.normal_(0.0, 0.02)
 
 
 def build_big(cls, **kwargs):

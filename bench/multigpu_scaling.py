@@ -56,20 +56,14 @@ GIB = 1024 ** 3
 def build_random(cls, config: dict, device: str, dtype):
     """The model straight into uninitialised memory of ``dtype`` on ``device``, then random weights
     (fan-in scaled normal, unit norms): 33 GB of bf16 for the 14B DiT, never an fp32 copy."""
-    import torch
     from diffsynth.core.vram.initialization import skip_model_initialization
 
     with skip_model_initialization():
         model = cls(**config)
     model = model.to(dtype=dtype).to_empty(device=device)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim >= 2:
-                p.normal_(0.0, p[0].numel() ** -0.5)
-            elif "norm" in name:
-                p.fill_(1.0)
-            else:
-                p.normal_(0.0, 0.02)
+    from ex4d_engine.generation.wan.tiny_models import randomise
+
+    randomise(model)
     return model.eval().requires_grad_(False)
 
 

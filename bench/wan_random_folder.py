@@ -31,6 +31,8 @@ sys.path.insert(0, REPO)
 
 import torch  # noqa: E402
 
+from ex4d_engine.generation.wan.tiny_models import randomise  # noqa: E402
+
 from ex4d_engine.generation.wan.model_folder import CLIP_STEM, EX4D_CKPT, T5_STEM, TOKENIZER_DIR, VAE_STEM  # noqa: E402
 
 I2V_14B = dict(has_image_input=True, patch_size=[1, 2, 2], in_dim=36, dim=5120, ffn_dim=13824, freq_dim=256,
@@ -57,16 +59,6 @@ def clip_text_tower_shapes(dim: int = 1024, layers: int = 24, vocab: int = 25000
     return shapes
 
 
-@torch.no_grad()
-def randomise(module: torch.nn.Module) -> None:
-    """Fan-in scaled normal weights, unit norms, small biases (activations stay finite)."""
-    for name, p in module.named_parameters():
-        if p.ndim >= 2:
-            p.normal_(0.0, p[0].numel() ** -0.5)
-        elif "norm" in name:
-            p.fill_(1.0)
-        else:
-            p.normal_(0.0, 0.02)
 
 
 def build(cls, device: str, dtype=torch.bfloat16, **kwargs) -> torch.nn.Module:

@@ -17,12 +17,11 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ResourceError
-from .base import (ComponentStatus, DepthEstimate, DepthSettings, ProgressFn, check_frames, report,
-                   resolve_device)
+from .base import DepthEstimate, DepthSettings, ProgressFn, report
 from .conversion import relative_disparity_to_depth
 from .hf_models import load_depth_model
 from .stabilise import affine_flicker, stabilise_disparity, stabilise_keeping_scale
-from .weights import ModelWeights, require, weights_status
+from .weights import ModelWeights, WeightsBackend
 
 DEPTH_ANYTHING_V2_SMALL = ModelWeights(
     repo_id="depth-anything/Depth-Anything-V2-Small-hf",
@@ -31,7 +30,7 @@ DEPTH_ANYTHING_V2_SMALL = ModelWeights(
 )
 
 
-class DepthAnythingBackend:
+class DepthAnythingBackend(WeightsBackend):
     name = "depth-anything"
     description = "Depth Anything V2 Small (transformers), per frame + temporal stabilisation"
     licence = "Apache-2.0 (weights and code)"
@@ -39,15 +38,10 @@ class DepthAnythingBackend:
     estimates_focal = False
     weights = DEPTH_ANYTHING_V2_SMALL
 
-    def components(self, settings: DepthSettings) -> list[ComponentStatus]:
-        return [weights_status(self.weights, settings.models_dir)]
-
     def estimate(self, frames: np.ndarray, settings: DepthSettings,
                  progress: Optional[ProgressFn] = None) -> DepthEstimate:
         # 1. Check inputs and find the weights (before importing torch: a missing model fails fast)
-        check_frames(frames)
-        folder = require(self.weights, settings.models_dir, what=f"depth backend '{self.name}':")
-        device = resolve_device(settings.device)
+        folder, device = self.locate(frames, settings)
         dtype = "float16" if device.startswith("cuda") else "float32"
 
         # 2. Load and run the model

@@ -21,11 +21,10 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ResourceError
-from .base import (ComponentStatus, DepthEstimate, DepthSettings, ProgressFn, check_frames, report,
-                   resolve_device)
+from .base import DepthEstimate, DepthSettings, ProgressFn, report
 from .hf_models import import_transformers
 from .stabilise import affine_flicker, stabilise_keeping_scale
-from .weights import ModelWeights, load_error, require, weights_status
+from .weights import ModelWeights, WeightsBackend, load_error
 
 DEPTH_PRO = ModelWeights(
     repo_id="apple/DepthPro-hf",
@@ -39,7 +38,7 @@ DEPTH_PRO = ModelWeights(
 MAX_BATCH = 2
 
 
-class DepthProBackend:
+class DepthProBackend(WeightsBackend):
     name = "depth-pro"
     description = "Apple Depth Pro (transformers): metric depth + focal length for --fov auto"
     licence = "research only: weights apple-amlr"
@@ -47,15 +46,10 @@ class DepthProBackend:
     estimates_focal = True
     weights = DEPTH_PRO
 
-    def components(self, settings: DepthSettings) -> list[ComponentStatus]:
-        return [weights_status(self.weights, settings.models_dir)]
-
     def estimate(self, frames: np.ndarray, settings: DepthSettings,
                  progress: Optional[ProgressFn] = None) -> DepthEstimate:
         # 1. Check inputs, find and load the weights
-        check_frames(frames)
-        folder = require(self.weights, settings.models_dir, what=f"depth backend '{self.name}':")
-        device = resolve_device(settings.device)
+        folder, device = self.locate(frames, settings)
         report(progress, 0.0, f"loading {self.weights.repo_id} from {folder}")
         model, prep = load_model(folder, device, settings.models_dir)
 

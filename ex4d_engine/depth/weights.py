@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ResourceError
-from .base import ComponentStatus
+from .base import ComponentStatus, check_frames, resolve_device
 
 MODELS_DIR_ENV = "EX4D_MODELS_DIR"
 
@@ -190,3 +190,20 @@ def load_error(spec: ModelWeights, folder: Path, exc: BaseException,
     return ResourceError(f"weights in {folder} could not be loaded ({type(exc).__name__}: {detail[:300]}); "
                          f"they may be corrupt or incomplete. Re-download with: "
                          f"{spec.download_command(models_dir)}")
+
+
+class WeightsBackend:
+    """What every backend reading one Hugging Face weights folder shares: its component list, and
+    checking the frames and finding the weights before anything heavy is imported."""
+
+    name: str
+    weights: ModelWeights
+
+    def components(self, settings) -> list[ComponentStatus]:
+        return [weights_status(self.weights, settings.models_dir)]
+
+    def locate(self, frames, settings) -> tuple[Path, str]:
+        """(weights folder, torch device); a missing model or bad frames fail here, fast."""
+        check_frames(frames)
+        folder = require(self.weights, settings.models_dir, what=f"depth backend '{self.name}':")
+        return folder, resolve_device(settings.device)

@@ -132,6 +132,21 @@ def tiny_checkpoint(dit, encoder_scale: float = 0.02, lora_scale: float = 0.05,
     return ckpt
 
 
+def randomise(module) -> None:
+    """Random weights a full-size benchmark can run on: fan-in scaled normal weights, unit norms, small
+    biases (activations stay finite through 40 blocks). Used by bench/ on full-size models."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, p[0].numel() ** -0.5)
+            elif "norm" in name:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02)
+
+
 def register_tiny_models(models_dir: str) -> None:
     """Add the tiny files' hashes to diffsynth's MODEL_CONFIGS (idempotent)."""
     _ensure()
