@@ -155,6 +155,7 @@ def generate_stereo(
     prompt: Optional[str] = None,
     negative_prompt: Optional[str] = None,
     profile: Optional[str] = None,
+    speed: Optional[str] = None,
     start_frame: int = 0,
     rasterizer=None,
     progress: Optional[Progress] = None,
@@ -175,7 +176,7 @@ def generate_stereo(
 
     def request(colour: np.ndarray, mask: np.ndarray) -> GenerationRequest:
         return GenerationRequest(colour=colour, mask=mask, fps=first.fps, seed=seed, steps=steps, prompt=prompt,
-                                 negative_prompt=negative_prompt, profile=profile)
+                                 negative_prompt=negative_prompt, profile=profile, speed=speed)
 
     def generate(conditioning: Conditioning, lo: float, hi: float, eye: str) -> np.ndarray:
         def on_progress(fraction: float, stage: str) -> None:

@@ -30,9 +30,10 @@ def run_generate_stereo(ctx: JobContext, scene, trajectory, conditioning) -> Non
             atomic_path(job_dir / CONDITIONING_VIDEOS["mask"]) as mask_tmp:
         save_conditioning(conditioning, trajectory.fps, colour_tmp, mask_tmp)
     ctx.check_cancel()
-    generator = ctx.resident.generator(options.generator, options.profile)
+    generator = ctx.resident.generator(options.generator, options.profile, options.speed)
     shot = generate_stereo(scene, eyes, generator, mode=stereo.generation, seed=options.seed, steps=options.steps,
                            prompt=options.prompt, negative_prompt=options.negative_prompt, profile=options.profile,
+                           speed=options.speed,
                            progress=ctx.sub("stereo", 0.35, 0.95), should_cancel=ctx.should_cancel)
     ctx.check_cancel()
     ctx.progress(0.95, "write")

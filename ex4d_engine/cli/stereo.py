@@ -47,13 +47,13 @@ def run_stereo(args: argparse.Namespace, scene, camera, cam: str, generator, out
     rig = default_rig(near, subject, args.stereo_mode, args.pivot)
     rig = StereoRig(args.ipd or rig.interocular, args.convergence or rig.convergence, args.stereo_mode, args.pivot)
     eyes = scene_stereo_trajectories(scene, camera, rig)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     generator = generator or build_generator(args)
     with ProgressBar(f"stereo {args.stereo_generation} ({generator.name})") as bar:
         shot = generate_stereo(scene, eyes, generator, mode=args.stereo_generation, seed=args.seed,
                                steps=args.steps, prompt=args.prompt, negative_prompt=args.negative_prompt,
-                               progress=bar.update)
+                               speed=getattr(args, "speed", None), progress=bar.update)
     paths = write_stereo_outputs(shot.left, shot.right, camera.fps, out_dir, f"output_{cam}")
     for eye in ("left", "right"):
         eyes.eye(eye).save(os.path.join(out_dir, f"trajectory_{cam}_{eye}.json"))

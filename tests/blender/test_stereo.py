@@ -13,11 +13,17 @@ def stereo_checks(bpy_run, extension_zip, tmp_path_factory):
 
     def get(version: str) -> dict:
         if version not in cache:
+            import subprocess
+
             import imageio_ffmpeg
 
             work = tmp_path_factory.mktemp(f"stereo{version.replace('.', '')}")
+            # the packed test clip is made here, by the host's ffmpeg (a chroot Blender cannot run it)
+            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                            "testsrc=size=64x24:rate=24", "-frames:v", "4", "-pix_fmt", "yuv420p",
+                            str(work / "sbs.mp4")], check=True)
             cache[version] = bpy_run(version, "stereo_render.py", "--zip", extension_zip, "--workdir", str(work),
-                                     timeout=900, env={"EX4D_TEST_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe()})
+                                     timeout=900)
         return cache[version]
 
     return get

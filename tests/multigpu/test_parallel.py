@@ -78,7 +78,7 @@ def test_gang_command_is_torchrun_of_this_module_with_the_spec():
 
 @pytest.mark.parametrize("spec, message", [
     (GangSpec(size=3, generator="draft"), "cannot split Wan's 40 attention heads"),
-    (GangSpec(size=2, generator="svd"), "a GPU group runs one of wan, draft"),
+    (GangSpec(size=2, generator="svd"), "a GPU group runs one of draft, wan"),
     (GangSpec(size=2, generator="wan"), "needs a models dir"),
 ])
 def test_bad_specs_are_refused_before_anything_starts(spec, message):

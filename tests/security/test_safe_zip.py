@@ -114,10 +114,3 @@ def test_engine_package_reader_refuses_a_bomb(tmp_path):
                 member.write(bytes(1 << 24))
     with pytest.raises(InputError, match="unsafe scene package"):
         read_scene_package(path, max_bytes=64 << 20)
-
-
-def test_blender_copy_is_the_engine_module():
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
-    assert (repo / "ex4d_blender" / "safe_zip.py").read_bytes() == (repo / "ex4d_engine" / "safe_zip.py").read_bytes()

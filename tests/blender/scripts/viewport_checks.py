@@ -262,7 +262,7 @@ def check_panel():
     """The panel offers the skirt toggle (pressed when shown), framing, the shot view and coverage."""
     scene = bpy.context.scene
     record = {"operators": [], "labels": []}
-    addon.ui.EX4D_PT_main.draw(type("P", (), {"layout": RecordingLayout(record)})(), bpy.context)
+    addon.ui.EX4D_PT_scene.draw(type("P", (), {"layout": RecordingLayout(record)})(), bpy.context)
     buttons = {getattr(props, "action", idname): [text, depress] for idname, text, depress, props in record["operators"]
                if idname == "ex4d.viewport"}
     return {"buttons": buttons, "coverage_line": [t for t in record["labels"] if "visible" in t],
