@@ -264,24 +264,19 @@ def save_conditioning(
     The colour: ``mp4`` (H.264 yuv420p, plays everywhere; lossy), ``lossless`` (H.264 RGB qp 0, exact) or
     ``png`` (a folder of PNGs, exact). The mask is written first: a colour file never exists without its mask.
     """
-    if colour_format not in COLOUR_FORMATS:
-        raise InputError(f"colour format must be one of {', '.join(COLOUR_FORMATS)}, got {colour_format!r}")
-    if mask_format == "png":
-        video_io.write_png_sequence(mask_path, conditioning.mask, prefix="mask")
-    elif mask_format == "mp4":
-        video_io.write_mask_video(mask_path, conditioning.mask, fps)
-    else:
-        raise InputError(f"mask format must be 'mp4' or 'png', got {mask_format!r}")
-    if colour_format == "png":
-        video_io.write_png_sequence(colour_path, conditioning.colour, prefix="color")
-    elif colour_format == "lossless":
-        video_io.write_lossless_video(colour_path, conditioning.colour, fps)
-    else:
-        video_io.write_video(colour_path, conditioning.colour, fps)
+    for what, fmt, writers in (("mask", mask_format, MASK_WRITERS), ("colour", colour_format, COLOUR_WRITERS)):
+        if fmt not in writers:
+            raise InputError(f"{what} format must be one of {', '.join(writers)}, got {fmt!r}")
+    MASK_WRITERS[mask_format](mask_path, conditioning.mask, fps)
+    COLOUR_WRITERS[colour_format](colour_path, conditioning.colour, fps)
 
 
-#: How the colour conditioning can be written (``ex4d recon --color_format``).
-COLOUR_FORMATS = ("mp4", "lossless", "png")
+#: How the mask and the colour conditioning can be written (``ex4d recon --mask_format / --color_format``).
+MASK_WRITERS = {"mp4": video_io.write_mask_video,
+                "png": lambda path, frames, _fps: video_io.write_png_sequence(path, frames, prefix="mask")}
+COLOUR_WRITERS = {"mp4": video_io.write_video, "lossless": video_io.write_lossless_video,
+                  "png": lambda path, frames, _fps: video_io.write_png_sequence(path, frames, prefix="color")}
+COLOUR_FORMATS = tuple(COLOUR_WRITERS)
 
 
 def _report(progress: Optional[Progress], fraction: float, stage: str) -> None:

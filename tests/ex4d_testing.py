@@ -31,3 +31,29 @@ def run_cli(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def stop_process(proc) -> int:
+    """Stop a server process the way Ctrl+C does (SIGINT), killing it if it hangs; returns its exit code."""
+    import signal
+    import subprocess
+
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode if proc is not None else 0
+
+
+def gradient_shot(frames: int, height: int, width: int, hidden_from_x: int) -> tuple[np.ndarray, np.ndarray]:
+    """(colour, mask) of a moving gradient whose columns from ``hidden_from_x`` are hidden after frame 0."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    frame = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
+    colour = np.stack([np.roll(frame, t, axis=1) for t in range(frames)])
+    mask = np.full((frames, height, width), 255, np.uint8)
+    mask[1:, :, hidden_from_x:] = 0
+    colour[mask == 0] = 0
+    return colour, mask

@@ -128,12 +128,6 @@ class EngineServer:
         return open(self.log_path, errors="replace").read()[-5000:] if os.path.exists(self.log_path) else ""
 
     def stop(self) -> None:
-        import signal
+        from ex4d_testing import stop_process
 
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)

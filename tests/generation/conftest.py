@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -61,10 +60,7 @@ def tiny_request():
     """5 frames of 64x64: a gradient, the right third hidden from frame 1 on."""
     from ex4d_engine.generation.base import GenerationRequest
 
-    yy, xx = np.mgrid[0:64, 0:64]
-    frame = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
-    colour = np.stack([np.roll(frame, t, axis=1) for t in range(5)])
-    mask = np.full((5, 64, 64), 255, np.uint8)
-    mask[1:, :, 42:] = 0
-    colour[mask == 0] = 0
+    from ex4d_testing import gradient_shot
+
+    colour, mask = gradient_shot(5, 64, 64, hidden_from_x=42)
     return GenerationRequest(colour=colour, mask=mask, fps=12.0, seed=3)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from ex4d_testing import gradient_shot
 
 from ex4d_engine.cli import main
 from ex4d_engine.video_io import probe, read_video, write_mask_video, write_video
@@ -15,12 +16,7 @@ from ex4d_engine.video_io import probe, read_video, write_mask_video, write_vide
 @pytest.fixture
 def render_videos(tmp_path):
     """A 9-frame 64x48 colour render at 24 fps and its lossless mask (right quarter hidden after frame 0)."""
-    yy, xx = np.mgrid[0:48, 0:64]
-    frame = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
-    colour = np.stack([np.roll(frame, t, axis=1) for t in range(9)])
-    mask = np.full((9, 48, 64), 255, np.uint8)
-    mask[1:, :, 48:] = 0
-    colour[mask == 0] = 0
+    colour, mask = gradient_shot(9, 48, 64, hidden_from_x=48)
     colour_path, mask_path = tmp_path / "color_180.mp4", tmp_path / "mask_180.mp4"
     write_video(colour_path, colour, 24.0, crf=0)
     write_mask_video(mask_path, mask, 24.0)

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import pytest
 import requests
+from ex4d_testing import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
@@ -73,14 +74,7 @@ class ServerProcess:
         raise RuntimeError(f"worker not ready:\n{self.log()}")
 
     def stop(self) -> int:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode if self.proc else 0
+        return stop_process(self.proc)
 
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
