@@ -214,19 +214,19 @@ def test_20_jobs_from_5_clients_none_lost_none_duplicated(farm, farm_scene, traj
     assert sum(j["id"] in ids for j in listed) == 20
 
 
-def _running_long_job(farm, make_clip, long_trajectory_for, frames: int) -> dict:
-    """A job of ``frames`` frames on a static two-frame scene, once it is running (5 % done)."""
+def _running_long_job(farm, make_clip, long_trajectory_for, frames: int) -> tuple[dict, dict]:
+    """(job, scene): a job of ``frames`` frames on a static two-frame scene, once it is running (5 % done)."""
     tiny = make_clip(num_frames=2)
     response = farm.upload_scene(tiny, only_first_frame="true")
     assert farm.wait_job(response.json()["recon_job_id"])["state"] == "succeeded"
     scene = farm.get(f"/v1/scenes/{response.json()['id']}").json()
     job = farm.submit_job(scene, long_trajectory_for(scene, frames)).json()
     _wait_progress(farm, job["id"], 0.05)
-    return job
+    return job, scene
 
 
 def test_cancel_reaches_the_actor(farm, make_clip, long_trajectory_for):
-    job = _running_long_job(farm, make_clip, long_trajectory_for, 600)
+    job, _ = _running_long_job(farm, make_clip, long_trajectory_for, 600)
 
     asked = time.monotonic()
     assert farm.delete(f"/v1/jobs/{job['id']}").status_code == 202
@@ -239,7 +239,7 @@ def test_cancel_reaches_the_actor(farm, make_clip, long_trajectory_for):
 
 
 def test_node_killed_mid_job_the_job_finishes_on_another(farm, cluster, make_clip, long_trajectory_for):
-    job = _running_long_job(farm, make_clip, long_trajectory_for, 120)
+    job, scene = _running_long_job(farm, make_clip, long_trajectory_for, 120)
     victim = _node_of_pid(farm)[_job_rows(farm, [job["id"]])[job["id"]]["worker_pid"]]
     lost_before = _health(farm)["cluster"]["counters"]["actors_lost"]
 
