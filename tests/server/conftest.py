@@ -21,7 +21,7 @@ import requests
 from ex4d_testing import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 180  # a readiness wait (returns as soon as ready): Ray actors start slowly on a loaded 2-core machine
 
 
 class ServerProcess:
