@@ -26,8 +26,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def main() -> int:
+
+def tiny_request(frames: int):
+    """A moving 64x64 gradient whose right part is hidden after frame 0."""
     from ex4d_engine.generation.base import GenerationRequest
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    frame = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
+    colour = np.stack([np.roll(frame, t, axis=1) for t in range(frames)])
+    mask = np.full((frames, 64, 64), 255, np.uint8)
+    mask[1:, :, 40:] = 0
+    return GenerationRequest(colour=colour, mask=mask, fps=24.0, seed=0)
+
+def main() -> int:
     from ex4d_engine.generation.wan.generator import SamplerSettings, load_generator
     from ex4d_engine.generation.wan.tiny_models import register_tiny_models, write_tiny_model_folder
 
@@ -38,12 +49,7 @@ def main() -> int:
     write_tiny_model_folder(folder)
     register_tiny_models(folder)
     settings = SamplerSettings(window=9, overlap=2, steps=3, area=64 * 64)
-    yy, xx = np.mgrid[0:64, 0:64]
-    frame = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
-    colour = np.stack([np.roll(frame, t, axis=1) for t in range(13)])
-    mask = np.full((13, 64, 64), 255, np.uint8)
-    mask[1:, :, 40:] = 0
-    request = GenerationRequest(colour=colour, mask=mask, fps=24.0, seed=0)
+    request = tiny_request(13)
     results, videos = {}, {}
     runs = [("full", True, True), ("full_nocompile", True, False), ("unfused", False, False),
             ("balanced", True, False), ("low", True, False)]
@@ -75,7 +81,6 @@ def main() -> int:
 
 
 def presets(device: str) -> int:
-    from ex4d_engine.generation.base import GenerationRequest
     from ex4d_engine.generation.wan.generator import SamplerSettings, load_generator
     from ex4d_engine.generation.wan.tiny_models import register_tiny_models, write_tiny_model_folder
 
@@ -83,12 +88,7 @@ def presets(device: str) -> int:
     write_tiny_model_folder(folder)
     register_tiny_models(folder)
     settings = SamplerSettings(window=9, overlap=2, area=64 * 64)
-    yy, xx = np.mgrid[0:64, 0:64]
-    frame = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).clip(0, 255).astype(np.uint8)
-    colour = np.stack([np.roll(frame, t, axis=1) for t in range(9)])
-    mask = np.full((9, 64, 64), 255, np.uint8)
-    mask[1:, :, 40:] = 0
-    request = GenerationRequest(colour=colour, mask=mask, fps=24.0, seed=0)
+    request = tiny_request(9)
     results, videos = {}, {}
     runs = [("exact", "full"), ("original", "full"), ("default", "full"), ("fast", "full"), ("turbo", "full"),
             ("exact", "balanced"), ("exact", "low")]
