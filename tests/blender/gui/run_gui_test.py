@@ -27,6 +27,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+# Run as a script (not under pytest), so put tests/ (ex4d_testing), tests/blender/ (bpy_testing) and the
+# repository on the path the way pytest's `pythonpath` setting does.
+sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 
