@@ -42,6 +42,7 @@ import generation_gpu as gg  # noqa: E402
 GROUPS = ("seed", "exact", "fp8", "turbo", "profiles")
 RESULTS = "speed_results.jsonl"
 REFERENCE = os.path.join(tempfile.gettempdir(), "ex4d_speed_reference.pt")
+ATTENTION = {"name": "sdpa"}  # --attention: the kernel every shot's DiT uses
 
 
 def emit(out_dir: str, record: dict) -> None:
@@ -98,7 +99,7 @@ def build_pipeline(name: str, *, streamed: bool = False, vram_limit=None, unfuse
         info["fp8"] = prepare_fp8(pipe.dit, get_preset("default"), gg.DEVICE, not streamed, emulation=gg.DRY)
         gg.sync()
         info["fp8_s"] = time.perf_counter() - t0
-    info["attention"] = select_attention("sdpa")
+    info["attention"] = select_attention(ATTENTION["name"])
     encoder = CamVidEncoder(16, gg.ENCODER_HIDDEN, dit.dim)
     encoder.load_state_dict({k: v for k, v in ckpt.items() if k.startswith("latent_")})
     pipeline = WanPipeline(pipe, encoder.to(gg.DEVICE, torch.bfloat16).eval())
@@ -199,6 +200,8 @@ def group_exact(args) -> None:
         seed = torch.load(REFERENCE + ".seed", weights_only=False)
         emit(args.out, dict(config="seed_vs_exact", deviation=deviation(seed["latents"], seed["video"], reference)))
     kept.clear()
+    if args.skip_original:
+        return
     generator_original = make_generator(pipeline, "original", args.steps)
     shot, video = run_shot(generator_original, request_for(), "original", flops(), rate)
     emit(args.out, dict(config="original", shot=shot,
@@ -296,6 +299,18 @@ def attention_probe(args) -> None:
         candidates["sage"] = lambda: sageattn(q, k, v)
     except ImportError as exc:
         out["sage"] = f"not installed ({exc})"
+    try:  # FlashAttention-4 (CuTe DSL): (batch, tokens, heads, dim) layout, may return (out, lse)
+        from flash_attn.cute import flash_attn_func
+
+        qt, kt, vt = (t.transpose(1, 2).contiguous() for t in (q, k, v))
+
+        def flash4():
+            y = flash_attn_func(qt, kt, vt)
+            return (y[0] if isinstance(y, tuple) else y).transpose(1, 2)
+
+        candidates["flash4"] = flash4
+    except ImportError as exc:
+        out["flash4"] = f"not installed ({exc})"
     for name, fn in candidates.items():
         try:
             for _ in range(3):
@@ -349,10 +364,13 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=500.0, help="seconds for the whole run")
     parser.add_argument("--out", default=os.environ.get("OUT", "out"))
     parser.add_argument("--dry-run", action="store_true", help="tiny models on CPU: check the script only")
+    parser.add_argument("--attention", default="sdpa", help="attention kernel of the shots (sdpa, flash4, sage, ...)")
+    parser.add_argument("--skip-original", action="store_true", help="exact group: leave out the fp32 `original` shot")
     args = parser.parse_args()
     if args.dry_run:
         gg.use_tiny_models()
     os.makedirs(args.out, exist_ok=True)
+    ATTENTION["name"] = args.attention
     if args.group:
         torch.manual_seed(0)
         {"seed": group_seed, "exact": group_exact, "fp8": group_fp8, "turbo": group_turbo,
@@ -367,7 +385,8 @@ def main() -> int:
             print(f"[{group}] skipped: the budget is spent", flush=True)
             continue
         cmd = [sys.executable, __file__, "--group", group, "--steps", str(args.steps), "--short-steps",
-               str(args.short_steps), "--out", args.out] + (["--dry-run"] if args.dry_run else [])
+               str(args.short_steps), "--out", args.out] + (["--dry-run"] if args.dry_run else []) + (
+                   ["--skip-original"] if args.skip_original else []) + ["--attention", args.attention]
         start = time.monotonic()
         try:
             rc = subprocess.run(cmd, timeout=left, check=False).returncode
