@@ -109,8 +109,8 @@ class SpeedSpec:
 
     Attributes:
         expected_s: warm whole-shot seconds at EX-4D's settings (49 x 512^2) on one Hopper GPU;
-            ``measured`` says whether bench/speed_presets.py measured it (H200; fast and turbo in bf16,
-            docs/PERFORMANCE.md) or it is an estimate (default's FP8).
+            ``measured`` says whether bench/speed_presets.py measured it (one H200, torchao FP8 for
+            default/fast/turbo, docs/PERFORMANCE.md "Speed presets") or it is an estimate.
     """
 
     name: str
@@ -126,9 +126,9 @@ class SpeedSpec:
 SPEED_PRESETS: dict[str, SpeedSpec] = {spec.name: spec for spec in (
     SpeedSpec("exact", "the seed's sampling, bf16 (25 steps, CFG 5)", 43.0, True),
     SpeedSpec("original", "as exact, with EX-4D's DiffSynth fp32 paths (slowest, reference)", 53.0, True),
-    SpeedSpec("default", "FP8 linears, same 25 steps and CFG", 43.0, False),
-    SpeedSpec("fast", "FP8 + MagCache: 9 of 25 steps run the DiT blocks, the rest reuse them", 17.0, True),
-    SpeedSpec("turbo", "lightx2v 4-step distill LoRA, no CFG, FP8 (quality with EX-4D NOT verified)", 6.0, True),
+    SpeedSpec("default", "FP8 linears, same 25 steps and CFG", 33.0, True),
+    SpeedSpec("fast", "FP8 + MagCache: 9 of 25 steps run the DiT blocks, the rest reuse them", 14.0, True),
+    SpeedSpec("turbo", "lightx2v 4-step distill LoRA, no CFG, FP8 (quality with EX-4D NOT verified)", 5.0, True),
 )}
 DEFAULT_SPEED = "default"
 
