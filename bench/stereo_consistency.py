@@ -76,11 +76,16 @@ def load_clip(name: str, frames: int, workdir: str) -> pipeline.Scene:
     return pipeline.load_scene(FLOWER, depth_file=depth_path, options=options)
 
 
-def measure(scene: pipeline.Scene, path: str, rasterizer) -> dict:
+def rig_and_eyes(scene: pipeline.Scene, path: str):
+    """The bench's rig (off-axis, pivot centre, 1/30 rule) and both eyes of camera path ``path``."""
     near, subject = near_and_subject_depth(scene)
     rig = default_rig(near, subject, mode="OFFAXIS", pivot="CENTER")
     mono = pipeline.source_trajectory(scene) if path == "source" else pipeline.preset_trajectory(scene, path)
-    eyes = scene_stereo_trajectories(scene, mono, rig)
+    return rig, scene_stereo_trajectories(scene, mono, rig)
+
+
+def measure(scene: pipeline.Scene, path: str, rasterizer) -> dict:
+    rig, eyes = rig_and_eyes(scene, path)
     row = {"path": path, "rig": rig.to_dict()}
     for mode in ("independent", "joint"):
         start = time.perf_counter()
