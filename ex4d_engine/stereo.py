@@ -248,26 +248,44 @@ def stereo_consistency(scene: Scene, eyes: StereoTrajectories, shot: StereoShot,
 
 def _seen_at_nearest_pixel(target_positions: np.ndarray, source_positions: np.ndarray,
                            source: Trajectory) -> np.ndarray:
-    """(T, H, W) bool: the source pixel nearest to where a target pixel's surface point lands sees that point
-    (its depth within OCCLUSION_TOLERANCE). Stricter than ``warp_view``'s 2x2 depth range, which also lets
-    through points next to an occluding edge and on hidden faces that turn away from the source; those
-    pixels count in ``psnr_db`` for both modes alike, and this is how much of the error they carry."""
-    import cv2
+    """(T, H, W) bool: the source pixel nearest to where a target pixel's surface point lands sees that point.
 
+    The nearest pixel's depth, carried to the landing point along its own surface's slope (the smaller
+    of the one-sided differences, so a slope never reaches across a depth edge), must match the point's
+    depth within OCCLUSION_TOLERANCE. Stricter than ``warp_view``'s 2x2 depth range, which also lets
+    through points next to an occluding edge and on hidden faces that turn away from the source; those
+    pixels count in ``psnr_db`` for both modes alike, and this is how much of the error they carry.
+    """
     out = np.zeros(target_positions.shape[:3], dtype=bool)
     h, w = out.shape[1:]
     for i in range(len(out)):
         uv, z = source.camera(i).project(target_positions[i, ..., :3].reshape(-1, 3).astype(np.float64))
-        map_x = (uv[:, 0] - 0.5).reshape(h, w).astype(np.float32)
-        map_y = (uv[:, 1] - 0.5).reshape(h, w).astype(np.float32)
+        map_x, map_y = (np.nan_to_num(uv[:, k].reshape(h, w) - 0.5, nan=-1.0, posinf=-1.0, neginf=-1.0)
+                        for k in (0, 1))  # a point that projects nowhere lands nowhere
         w2c = source.w2c[i]
-        source_z = source_positions[i, ..., :3] @ w2c[2, :3].astype(np.float32) + np.float32(w2c[2, 3])
-        source_z = np.where(source_positions[i, ..., 3] > 0.5, source_z, np.inf).astype(np.float32)
-        nearest = cv2.remap(source_z, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                            borderValue=np.inf)
-        z = z.reshape(h, w)
-        out[i] = np.abs(nearest - z) <= OCCLUSION_TOLERANCE * np.abs(z)
+        source_z = source_positions[i, ..., :3].astype(np.float64) @ w2c[2, :3] + w2c[2, 3]
+        source_z = np.where(source_positions[i, ..., 3] > 0.5, source_z, np.nan)
+        grad_x, grad_y = _one_sided_slope(source_z, axis=1), _one_sided_slope(source_z, axis=0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            near_x = np.clip(np.rint(map_x), 0, source_z.shape[1] - 1).astype(int)
+            near_y = np.clip(np.rint(map_y), 0, source_z.shape[0] - 1).astype(int)
+            landed = ((map_x >= -0.5) & (map_x <= source_z.shape[1] - 0.5)
+                      & (map_y >= -0.5) & (map_y <= source_z.shape[0] - 0.5))
+            predicted = (source_z[near_y, near_x] + grad_x[near_y, near_x] * (map_x - near_x)
+                         + grad_y[near_y, near_x] * (map_y - near_y))
+            z = z.reshape(h, w)
+            out[i] = landed & (np.abs(predicted - z) <= OCCLUSION_TOLERANCE * np.abs(z))
     return out
+
+
+def _one_sided_slope(depth: np.ndarray, axis: int) -> np.ndarray:
+    """Per-pixel depth slope along ``axis``: the one-sided difference of smaller magnitude (0 at extrema, NaN-safe)."""
+    forward = np.diff(depth, axis=axis, append=np.take(depth, [-1], axis=axis))
+    backward = np.diff(depth, axis=axis, prepend=np.take(depth, [0], axis=axis))
+    forward, backward = np.nan_to_num(forward, nan=np.inf), np.nan_to_num(backward, nan=np.inf)
+    slope = np.where(np.abs(forward) < np.abs(backward), forward, backward)
+    slope = np.where(np.sign(forward) == np.sign(backward), slope, 0.0)  # an extremum or one side missing
+    return np.where(np.isfinite(slope), slope, 0.0)
 
 
 def _comparable_resolution(target_positions: np.ndarray, source: Trajectory) -> np.ndarray:
