@@ -251,7 +251,7 @@ def _seen_at_nearest_pixel(target_positions: np.ndarray, source_positions: np.nd
     """(T, H, W) bool: the source pixel nearest to where a target pixel's surface point lands sees that point.
 
     The nearest pixel's depth, carried to the landing point along its own surface's slope (the smaller
-    of the one-sided differences, so a slope never reaches across a depth edge), must match the point's
+    of the one-sided differences, so a slope does not reach across a depth edge), must match the point's
     depth within OCCLUSION_TOLERANCE. Stricter than ``warp_view``'s 2x2 depth range, which also lets
     through points next to an occluding edge and on hidden faces that turn away from the source; those
     pixels count in ``psnr_db`` for both modes alike, and this is how much of the error they carry.
@@ -279,13 +279,13 @@ def _seen_at_nearest_pixel(target_positions: np.ndarray, source_positions: np.nd
 
 
 def _one_sided_slope(depth: np.ndarray, axis: int) -> np.ndarray:
-    """Per-pixel depth slope along ``axis``: the one-sided difference of smaller magnitude (0 at extrema, NaN-safe)."""
-    forward = np.diff(depth, axis=axis, append=np.take(depth, [-1], axis=axis))
-    backward = np.diff(depth, axis=axis, prepend=np.take(depth, [0], axis=axis))
-    forward, backward = np.nan_to_num(forward, nan=np.inf), np.nan_to_num(backward, nan=np.inf)
-    slope = np.where(np.abs(forward) < np.abs(backward), forward, backward)
-    slope = np.where(np.sign(forward) == np.sign(backward), slope, 0.0)  # an extremum or one side missing
-    return np.where(np.isfinite(slope), slope, 0.0)
+    """Per-pixel depth slope along ``axis``: the one-sided difference of smaller magnitude (NaN = no surface:
+    the other side's; 0 where neither side has one)."""
+    pad = np.full_like(np.take(depth, [0], axis=axis), np.nan)
+    forward = np.diff(depth, axis=axis, append=pad)
+    backward = np.diff(depth, axis=axis, prepend=pad)
+    use_forward = np.isnan(backward) | (np.abs(forward) < np.abs(backward))
+    return np.nan_to_num(np.where(use_forward, forward, backward), nan=0.0)
 
 
 def _comparable_resolution(target_positions: np.ndarray, source: Trajectory) -> np.ndarray:
