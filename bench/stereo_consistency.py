@@ -11,6 +11,12 @@ OpenGL renderer. Rig: off-axis, pivot centre, interocular = 1/30 of the near dep
 median depth. Camera paths: the source camera held still (the stereo pair of the clip itself) and
 the seed's 30-degree orbit.
 
+Diagnostics beside the measure (never instead of it): ``psnr_strict_db`` over the co-visible pixels
+whose point the right eye's nearest pixel really sees, ``error_share_not_strict`` (the joint error on
+the rest: points next to an occluding edge or on a hidden face turned away from the right eye, which
+the measure's 2x2 depth test lets through for both modes), and ``gain_ceiling_db``, the gain a joint
+pair exact on every strict pixel would reach if its error on the rest stayed as it is.
+
     python bench/stereo_consistency.py [--frames 16] [--out bench/results/stereo_consistency.json]
 
 Prints one JSON line.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -76,11 +83,16 @@ def load_clip(name: str, frames: int, workdir: str) -> pipeline.Scene:
     return pipeline.load_scene(FLOWER, depth_file=depth_path, options=options)
 
 
-def measure(scene: pipeline.Scene, path: str, rasterizer) -> dict:
+def rig_and_eyes(scene: pipeline.Scene, path: str):
+    """The bench's rig (off-axis, pivot centre, 1/30 rule) and both eyes of camera path ``path``."""
     near, subject = near_and_subject_depth(scene)
     rig = default_rig(near, subject, mode="OFFAXIS", pivot="CENTER")
     mono = pipeline.source_trajectory(scene) if path == "source" else pipeline.preset_trajectory(scene, path)
-    eyes = scene_stereo_trajectories(scene, mono, rig)
+    return rig, scene_stereo_trajectories(scene, mono, rig)
+
+
+def measure(scene: pipeline.Scene, path: str, rasterizer) -> dict:
+    rig, eyes = rig_and_eyes(scene, path)
     row = {"path": path, "rig": rig.to_dict()}
     for mode in ("independent", "joint"):
         start = time.perf_counter()
@@ -88,9 +100,12 @@ def measure(scene: pipeline.Scene, path: str, rasterizer) -> dict:
         seconds = time.perf_counter() - start
         metric = stereo_consistency(scene, eyes, shot, rasterizer=rasterizer)
         row[mode] = {**metric, "seconds": round(seconds, 2), "reused_fraction": round(shot.reused_fraction, 4)}
-    for key in ("psnr_db", "psnr_comparable_db", "psnr_generated_db"):
+    for key in ("psnr_db", "psnr_comparable_db", "psnr_generated_db", "psnr_strict_db"):
         joint, independent = row["joint"][key], row["independent"][key]
         row[f"gain_{key[5:-3] or 'all'}_db"] = None if joint is None or independent is None else round(joint - independent, 3)
+    # the gain a joint pair exact on every strictly co-visible pixel would reach, its error elsewhere unchanged
+    share = row["joint"]["error_share_not_strict"]
+    row["gain_ceiling_db"] = None if share <= 0 else round(row["gain_all_db"] - 10 * math.log10(share), 3)
     return row
 
 
@@ -122,6 +137,7 @@ def main() -> int:
         "min_gain_comparable_db": min(r["gain_comparable_db"] for r in rows),
         "min_gain_generated_db": min((r["gain_generated_db"] for r in rows if r["gain_generated_db"] is not None),
                                      default=None),
+        "min_gain_strict_db": min((r["gain_strict_db"] for r in rows if r["gain_strict_db"] is not None), default=None),
         "rows": rows,
     }
     line = json.dumps(result)

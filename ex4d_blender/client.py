@@ -271,6 +271,10 @@ class EngineClient:
     def download_result(self, job_id: str, dest: str, should_cancel=None) -> str:
         return self._download(f"/v1/jobs/{job_id}/result", dest, should_cancel)
 
+    def download_eye(self, job_id: str, dest: str, eye: str, should_cancel=None) -> str:
+        """One eye of a stereo job (``left`` or ``right``); ``download_result`` is the packed pair."""
+        return self._download(f"/v1/jobs/{job_id}/result/{eye}", dest, should_cancel)
+
     def download_conditioning(self, job_id: str, dest: str, which: str, should_cancel=None) -> str:
         """``which``: ``colour`` (masked render) or ``mask``."""
         return self._download(f"/v1/jobs/{job_id}/conditioning/{which}", dest, should_cancel)

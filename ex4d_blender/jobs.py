@@ -9,6 +9,7 @@ in the pip ``bpy`` module, so tests call it directly.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -185,7 +186,12 @@ def _follow_job(client: EngineClient, job_id: str, reporter: Reporter, result_pa
     downloaded = {}
     for which, path in conditioning_paths.items():
         downloaded[which] = client.download_conditioning(job_id, path, which, reporter.cancelled)
-    reporter.post("succeeded", job_id=job_id, result_path=result_path, conditioning=downloaded,
+    eyes = {}
+    if job.eye_urls is not None:  # a stereo take: the strip plays the packed pair; each eye lies beside it
+        stem = os.path.splitext(result_path)[0]
+        for eye in ("left", "right"):
+            eyes[eye] = client.download_eye(job_id, f"{stem}_{eye}.mp4", eye, reporter.cancelled)
+    reporter.post("succeeded", job_id=job_id, result_path=result_path, conditioning=downloaded, eyes=eyes,
                   info={"fps": job.fps, "num_frames": job.num_frames})
 
 

@@ -113,6 +113,14 @@ def record_take_stereo(take, camera_object, layout: str) -> dict:
     return record
 
 
+def record_eye_paths(take, paths: dict) -> None:
+    """Record where each eye's own video was saved (``left_path``/``right_path``; the strip plays the packed pair)."""
+    record = take.get("stereo")
+    if record is not None:
+        for eye, path in paths.items():
+            record[f"{eye}_path"] = path
+
+
 def take_stereo(take) -> dict | None:
     """The stereo record of a take, or None for a mono take."""
     record = take.get("stereo")

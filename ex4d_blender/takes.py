@@ -216,6 +216,8 @@ def apply_message(message: jobs.Message, scene_name: str | None) -> None:
                 from . import stereo
 
                 stereo.make_stereo_strip(strip, take["stereo"]["layout"])
+                eyes = data.get("eyes") or {}
+                stereo.record_eye_paths(take, {eye: stored_path(path) for eye, path in eyes.items()})
             warning = strip.get("ex4d_warning", "")
             take.message = warning
             _report("WARNING" if warning else "INFO",

@@ -319,6 +319,14 @@ class ConditioningUrls(_Record):
 
 
 @dataclass(frozen=True)
+class EyeUrls(_Record):
+    """A succeeded stereo job's two eye videos, each on its own (``GET /v1/jobs/{id}/result/{eye}``)."""
+
+    left: Optional[str] = None
+    right: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Job(_Record):
     """A job as ``GET /v1/jobs/{id}`` answers it. Times are ISO 8601 UTC strings."""
 
@@ -340,6 +348,7 @@ class Job(_Record):
     fps: Optional[float] = None
     result_url: Optional[str] = None
     conditioning_urls: Optional[ConditioningUrls] = None
+    eye_urls: Optional[EyeUrls] = None  # stereo jobs, once succeeded; result_url is the packed video
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "job") -> "Job":
@@ -348,7 +357,9 @@ class Job(_Record):
             job, kind=JobKind(job.kind), state=JobState(job.state),
             error=ErrorInfo.from_dict(job.error) if isinstance(job.error, dict) else job.error,
             conditioning_urls=(ConditioningUrls.from_dict(job.conditioning_urls)
-                               if isinstance(job.conditioning_urls, dict) else job.conditioning_urls))
+                               if isinstance(job.conditioning_urls, dict) else job.conditioning_urls),
+            eye_urls=EyeUrls.from_dict(job.eye_urls, f"{where}.eye_urls") if isinstance(job.eye_urls, dict)
+            else job.eye_urls)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ _ID_RE = re.compile(ID_PATTERN)
 SCENE_ARRAYS = "scene.npz"
 SCENE_PACKAGE = "scene.ex4dscene.zip"
 RESULT_VIDEO = "result.mp4"
+#: A stereo job's eye videos, beside the packed RESULT_VIDEO.
+EYE_VIDEOS = {"left": "result_left.mp4", "right": "result_right.mp4"}
 CONDITIONING_VIDEOS = {"colour": "conditioning_colour.mp4", "mask": "conditioning_mask.mp4"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".gif", ".mxf", ".mts", ".m2ts",
                   ".ts", ".wmv", ".flv", ".ogv", ".y4m", ".3gp"}
@@ -68,8 +70,12 @@ class Artefacts:
         return resolved
 
     def existing(self, path: Path, what: str) -> Path:
-        """A final (complete) artefact, or NotFoundError."""
-        path = self.inside(path)
+        """A final (complete) artefact, or NotFoundError (also for one swapped for a link out of the data dir:
+        the answer names neither path)."""
+        try:
+            path = self.inside(path)
+        except InputError:
+            raise NotFoundError(f"{what} not available") from None
         if path.name.startswith(PARTIAL_PREFIX) or not path.is_file():
             raise NotFoundError(f"{what} not available")
         return path

@@ -167,6 +167,7 @@ def job_of(row: JobRow, *, queue_position: Optional[int] = None,
            conditioning_ready: tuple[bool, bool] = (False, False)) -> protocol.Job:
     base = f"/v1/jobs/{row.id}"
     generate = row.kind == protocol.JobKind.generate
+    succeeded = generate and row.state == protocol.JobState.succeeded
     conditioning = None
     if generate:
         conditioning = protocol.ConditioningUrls(colour=f"{base}/conditioning/colour" if conditioning_ready[0] else None,
@@ -177,8 +178,15 @@ def job_of(row: JobRow, *, queue_position: Optional[int] = None,
         queue_position=queue_position, started_at=utc(row.started_at), finished_at=utc(row.finished_at),
         error=protocol.ErrorInfo(row.error_code, row.error_message or "") if row.error_code else None,
         num_frames=row.num_frames, fps=row.fps,
-        result_url=f"{base}/result" if generate and row.state == protocol.JobState.succeeded else None,
-        conditioning_urls=conditioning)
+        result_url=f"{base}/result" if succeeded else None,
+        conditioning_urls=conditioning,
+        eye_urls=protocol.EyeUrls(left=f"{base}/result/left", right=f"{base}/result/right")
+        if succeeded and is_stereo(row) else None)
+
+
+def is_stereo(row: JobRow) -> bool:
+    """A generate job with ``options.stereo``: its result is a packed pair, its eyes are served too."""
+    return row.kind == protocol.JobKind.generate and bool((row.options or {}).get("stereo"))
 
 
 def scene_of(row: SceneRow) -> protocol.Scene:

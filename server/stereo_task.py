@@ -1,15 +1,16 @@
 """A stereo ``generate`` job: both eyes of the job's camera (options.stereo), packed into result.mp4.
 
 ``result.mp4`` is the packed layout asked for (with the st3d box); the two eye videos are kept beside
-it as ``result_left.mp4`` and ``result_right.mp4``. The rig camera's own conditioning is written as for
-a mono job, so the conditioning URLs keep working.
+it as ``result_left.mp4`` and ``result_right.mp4`` (``EYE_VIDEOS``, served at ``/v1/jobs/{id}/result/left``
+and ``.../right``). The rig camera's own conditioning is written as for a mono job, so the conditioning
+URLs keep working.
 """
 
 from __future__ import annotations
 
 from ex4d_engine.protocol import JobOptions
 
-from .artefacts import CONDITIONING_VIDEOS, RESULT_VIDEO, atomic_path
+from .artefacts import CONDITIONING_VIDEOS, EYE_VIDEOS, RESULT_VIDEO, atomic_path
 from .job_context import JobContext
 
 
@@ -37,8 +38,8 @@ def run_generate_stereo(ctx: JobContext, scene, trajectory, conditioning) -> Non
                            progress=ctx.sub("stereo", 0.35, 0.95), should_cancel=ctx.should_cancel)
     ctx.check_cancel()
     ctx.progress(0.95, "write")
-    for eye in ("left", "right"):
-        with atomic_path(job_dir / f"result_{eye}.mp4") as tmp:
+    for eye, name in EYE_VIDEOS.items():
+        with atomic_path(job_dir / name) as tmp:
             write_video(tmp, shot.eye(eye), trajectory.fps)
     layout = stereo.layout
     with atomic_path(job_dir / RESULT_VIDEO) as tmp:

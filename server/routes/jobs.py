@@ -16,12 +16,12 @@ from ex4d_engine.interchange import trajectory_from_document
 from ex4d_engine.protocol import JOB_ID_PATTERN
 from ex4d_engine.errors import ConflictError, InputError, NotFoundError, ResourceError
 
-from ..artefacts import CONDITIONING_VIDEOS, RESULT_VIDEO, Artefacts
+from ..artefacts import CONDITIONING_VIDEOS, EYE_VIDEOS, RESULT_VIDEO, Artefacts
 from ..deps import ArtefactsDep, PoolDep, SettingsDep, StoreDep, TokenDep
 from ex4d_engine.generation.registry import generator_status
 from ex4d_engine.protocol import JobKind, JobRequest, JobState, SceneState
 
-from ..schemas import ErrorBody, JobCreate, JobList, JobPublic, job_of
+from ..schemas import ErrorBody, JobCreate, JobList, JobPublic, is_stereo, job_of
 from ..store import JobRow, Store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[TokenDep],
@@ -120,6 +120,19 @@ def get_result(job_id: JobId, store: StoreDep, artefacts: ArtefactsDep) -> FileR
         raise NotFoundError(f"job {job_id!r} has no result (kind {job.kind.value}, state {job.state.value})")
     path = artefacts.existing(artefacts.job_dir(job_id) / RESULT_VIDEO, f"result of job {job_id!r}")
     return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+
+@router.get("/{job_id}/result/{eye}", response_class=FileResponse,
+            responses={200: {"content": {"video/mp4": {}}, "description": "one eye of a stereo take"}},
+            summary="One eye of a stereo job, unpacked (result is the packed pair)")
+def get_eye_result(job_id: JobId, eye: Literal["left", "right"], store: StoreDep,
+                   artefacts: ArtefactsDep) -> FileResponse:
+    job = store.get_job(job_id)
+    if job.kind != JobKind.generate or job.state != JobState.succeeded or not is_stereo(job):
+        raise NotFoundError(f"job {job_id!r} has no {eye} eye (kind {job.kind.value}, state {job.state.value}, "
+                            f"{'stereo' if is_stereo(job) else 'mono'})")
+    path = artefacts.existing(artefacts.job_dir(job_id) / EYE_VIDEOS[eye], f"{eye} eye of job {job_id!r}")
+    return FileResponse(path, media_type="video/mp4", filename=f"{job_id}_{eye}.mp4")
 
 
 @router.get("/{job_id}/conditioning/{which}", response_class=FileResponse,

@@ -121,3 +121,6 @@ def test_a_stereo_take_lands_as_a_stereo_strip(e2e_checks, blender_version):
     assert record["interocular"] == pytest.approx(0.02) and record["convergence"] == pytest.approx(2.0)
     assert record["layout"] == "tb" and "stereo, tb" in value["line"]
     assert value["strip"] == {"multiview": True, "views_format": "STEREO_3D", "display_mode": "TOPBOTTOM"}
+    # each eye is fetched beside the packed shot (top-bottom: the eyes are half its height)
+    width, height, frames = value["packed"]
+    assert value["eyes"] == {"left": [width, height // 2, frames], "right": [width, height // 2, frames]}

@@ -18,6 +18,7 @@ JOB = {
     "started_at": "2026-11-26T14:00:01+00:00", "finished_at": "2026-11-26T14:00:09+00:00",
     "error": {"error": "resource_unavailable", "message": "GPU out of memory during generate", "field": None},
     "num_frames": 49, "fps": 24.0, "result_url": None, "conditioning_urls": {"colour": "/c", "mask": None},
+    "eye_urls": None,
 }
 
 
@@ -26,6 +27,11 @@ def test_job_round_trips_through_its_dict():
     assert job.state is JobState.failed and job.error.error == "resource_unavailable"
     assert job.conditioning_urls.colour == "/c"
     assert job.to_dict() == JOB
+    stereo = {**JOB, "state": "succeeded", "error": None, "result_url": "/r",
+              "eye_urls": {"left": "/r/left", "right": "/r/right"}}
+    assert Job.from_dict(stereo).eye_urls.right == "/r/right" and Job.from_dict(stereo).to_dict() == stereo
+    with pytest.raises(InputError, match="unknown field"):
+        Job.from_dict({**stereo, "eye_urls": {"left": "/r/left", "centre": "/r/c"}})
 
 
 def test_unknown_fields_are_refused_by_name():

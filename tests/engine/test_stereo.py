@@ -175,6 +175,43 @@ def test_joint_second_eye_shows_what_the_first_eye_invented(stereo_setup):
     assert results["joint"][1].reused_fraction > 0.5
 
 
+def test_strict_covisibility_separates_occluding_edges_from_smooth_slopes(stereo_setup):
+    """The consistency diagnostic: co-visible pixels the right eye does not really see lie at depth edges."""
+    from ex4d_engine.pipeline import build_meshes, source_trajectory
+    from ex4d_engine.raster import get_rasterizer
+    from ex4d_engine.stereo import _seen_at_nearest_pixel, render_positions, scene_stereo_trajectories, warp_view
+
+    rasterizer = get_rasterizer("opengl")
+
+    def covisible_and_strict(scene, eyes):
+        meshes = build_meshes(scene, slice(0, len(eyes.left)))
+        left, right = (render_positions(rasterizer, meshes, e) for e in (eyes.left, eyes.right))
+        _, both = warp_view(np.zeros(right.shape[:3] + (3,), np.uint8), right, eyes.right, left, eyes.left)
+        return both, both & _seen_at_nearest_pixel(left, right, eyes.right), left
+
+    scene, eyes = stereo_setup  # a box at depth 2 before a wall at depth 6
+    both, strict, left = covisible_and_strict(scene, eyes)
+    assert strict.sum() > 0.97 * both.sum()
+    # the 2x2 depth test also lets through points beside the box's edge that the right eye cannot see
+    loose = both & ~strict
+    assert loose.any()
+    z = left[..., 2]
+    edge = np.zeros_like(both)
+    edge[:, :, 1:] |= np.abs(np.diff(z, axis=2)) > 0.5
+    edge[:, :, :-1] |= np.abs(np.diff(z, axis=2)) > 0.5
+    near_edge = np.zeros_like(edge)
+    for shift in range(-3, 4):
+        near_edge |= np.roll(edge, shift, axis=2)
+    assert near_edge[loose].all()
+    # a smooth slanted wall: every co-visible pixel is strict, whatever the slope
+    slanted = tiny_scene()
+    xx = np.arange(slanted.width, dtype=np.float32)
+    slanted.depth[:] = 2.0 + 0.06 * xx[None, None, :]
+    eyes = scene_stereo_trajectories(slanted, source_trajectory(slanted), StereoRig(0.3, 4.0, "OFFAXIS", "CENTER"))
+    both, strict, _ = covisible_and_strict(slanted, eyes)
+    assert both.mean() > 0.8 and strict.sum() >= 0.995 * both.sum()
+
+
 def test_stereo_with_the_draft_generator_and_bad_modes(stereo_setup):
     from ex4d_engine.generation.draft import DraftGenerator
     from ex4d_engine.stereo import generate_stereo

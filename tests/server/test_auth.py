@@ -20,14 +20,15 @@ PROTECTED = [
     ("GET", f"/v1/scenes/{_SCENE}/package"), ("GET", "/v1/jobs"), ("POST", "/v1/jobs"),
     ("GET", f"/v1/jobs/{_JOB}"), ("DELETE", f"/v1/jobs/{_JOB}"), ("GET", f"/v1/jobs/{_JOB}/events"),
     ("GET", f"/v1/jobs/{_JOB}/result"), ("GET", f"/v1/jobs/{_JOB}/conditioning/colour"),
+    ("GET", f"/v1/jobs/{_JOB}/result/left"),
 ]
 
 
 def test_every_route_but_health_is_protected(server):
     schema = server.get("/openapi.json").json()
     documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
-    covered = {(m, p.replace(_JOB, "{job_id}").replace(_SCENE, "{scene_id}").replace("colour", "{which}"))
-               for m, p in PROTECTED}
+    covered = {(m, p.replace(_JOB, "{job_id}").replace(_SCENE, "{scene_id}").replace("colour", "{which}")
+                .replace("/result/left", "/result/{eye}")) for m, p in PROTECTED}
     assert documented - covered == {("GET", "/v1/health")}  # this list keeps up with the API
 
 

@@ -92,6 +92,17 @@ def check_generate():
             "scene_range": [scene.frame_start, scene.frame_end], "conditioning": conditioning}
 
 
+def _video_size(path: str):
+    """[width, height, frames] of a movie file as Blender opens it, or None when there is no such file."""
+    if not path or not os.path.isfile(path):
+        return None
+    clip = bpy.data.movieclips.load(path)
+    try:
+        return [clip.size[0], clip.size[1], clip.frame_duration]
+    finally:
+        bpy.data.movieclips.remove(clip)
+
+
 def check_stereo_take():
     """A stereo take from the scene camera's stereo rig: refused while stereoscopy is off, then a Stereo 3D strip."""
     scene = bpy.context.scene
@@ -112,6 +123,9 @@ def check_stereo_take():
     scene.render.use_multiview = False
     return {"refused": refused, "takes_before": takes_before, "result": result, "take": take_state(take),
             "record": addon.stereo.take_stereo(take), "line": addon.takes.describe(take),
+            "eyes": {eye: _video_size(bpy.path.abspath(addon.stereo.take_stereo(take).get(f"{eye}_path", "")))
+                     for eye in ("left", "right")},
+            "packed": _video_size(bpy.path.abspath(take.result_path)),
             "strip": None if strip is None else {
                 "multiview": strip.use_multiview, "views_format": strip.views_format,
                 "display_mode": strip.stereo_3d_format.display_mode}}
