@@ -8,7 +8,10 @@ choice once for the whole shot, in source pixels:
 1. **plate** -- per source pixel, the farthest sample over all frames: where a moving object left,
    the background it uncovered is taken (gathered from the other frames, nothing invented);
 2. **behind** -- the far side of every depth edge extended behind the near side (layered-depth style):
-   a push-pull fill from the locally farthest pixels only, so foreground is never averaged in;
+   each far surface continued along its own slope (:mod:`.continuation`: the floor behind a box stays
+   floor, the wall behind it wall; the output view's z-buffer decides where they meet), coloured
+   from what the source shows at that depth; where no surface continues, a push-pull fill from the
+   locally farthest pixels only, so foreground is never averaged in;
 3. **margin** -- the plate extended beyond the image border (a push-pull fill from all of it).
 
 The three are one static point cloud with colours. Each output view splats it with a z-buffer
@@ -24,6 +27,7 @@ from typing import Optional
 import numpy as np
 
 from .base import SceneGeometry
+from .continuation import DepthBinnedColour, continue_far_sides
 from .fill import push_pull
 
 #: A sample counts as "behind" another when it is this much farther (relative).
@@ -70,6 +74,7 @@ def build_background_layer(geometry: SceneGeometry) -> BackgroundLayer:
     plate_depth, plate_colour = farthest_plate(depth, np.asarray(geometry.frames))
     h, w = plate_depth.shape
     long_side = max(h, w)
+    K = np.asarray(geometry.K, dtype=np.float64)
     margin = max(1, round(MARGIN_FRACTION * long_side))
     colour_f = plate_colour.astype(np.float32)
     # push-pull disparity, not depth: a far sample then cannot drag a near fill far away
@@ -82,6 +87,18 @@ def build_background_layer(geometry: SceneGeometry) -> BackgroundLayer:
     behind = push_pull(values, far_side.astype(np.float32))
     behind_depth = 1.0 / np.maximum(behind[..., 3], 1e-12)
     needs_behind = behind_depth > (1.0 + FARTHER) * plate_depth
+    # ... and each far side continued along its own slope (floor behind a box stays floor)
+    continued = continue_far_sides(1.0 / plate_depth, window)
+    continued_any = np.logical_or.reduce([valid for _, valid in continued])
+    # colour from what the source shows at the continued depth, the occluders left out
+    colour_at_depth = DepthBinnedColour(plate_depth, colour_f, sources=~continued_any)
+    continued_xyz, continued_rgb = [], []
+    for cont, valid in continued:
+        cont_depth = 1.0 / cont
+        rows, cols = np.nonzero(valid)
+        continued_xyz.append(_unproject_pixels(cont_depth, K, 0, valid))
+        continued_rgb.append(colour_at_depth(rows, cols, cont_depth[rows, cols]))
+    needs_behind &= ~continued_any
 
     # margin: the whole plate, on a canvas grown by `margin` on every side
     canvas = np.zeros((h + 2 * margin, w + 2 * margin, 4), np.float32)
@@ -98,13 +115,13 @@ def build_background_layer(geometry: SceneGeometry) -> BackgroundLayer:
     keep = np.exp(-outside / max(1.0, FADE_FRACTION * long_side))[..., None]
     around[..., :3] = mean_colour + (around[..., :3] - mean_colour) * keep
 
-    K = np.asarray(geometry.K, dtype=np.float64)
     parts_xyz = [
         _unproject_pixels(plate_depth, K, 0, np.ones_like(far_side)),
         _unproject_pixels(behind_depth, K, 0, needs_behind),
         _unproject_pixels(1.0 / np.maximum(around[..., 3], 1e-12), K, margin, ring),
+        *continued_xyz,
     ]
-    parts_rgb = [plate_colour.reshape(-1, 3), behind[..., :3][needs_behind], around[..., :3][ring]]
+    parts_rgb = [plate_colour.reshape(-1, 3), behind[..., :3][needs_behind], around[..., :3][ring], *continued_rgb]
     points = np.ascontiguousarray(np.concatenate(parts_xyz).T, dtype=np.float32)
     colours = np.clip(np.concatenate(parts_rgb).astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
     return BackgroundLayer(points, colours, mean_colour.astype(np.float32))

@@ -171,3 +171,34 @@ def test_run_writes_a_labelled_preview_with_the_draft(tiny_video, tmp_path):
     assert not (tmp_path / "output_30.mp4").exists()
     info = probe(tmp_path / "preview_30.mp4")
     assert info.num_frames == 9 and (info.width, info.height) == (64, 64)  # the working size: multiples of 64
+
+
+def test_a_background_surface_is_continued_along_its_own_slope_behind_an_occluder():
+    from ex4d_engine.generation.continuation import DepthBinnedColour, continue_far_sides
+
+    # a floor (disparity rising linearly below the horizon) meets a wall (z = 9); a box stands on the floor
+    h, w, horizon = 80, 100, 30
+    rows = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
+    floor = (rows - horizon) / 150.0
+    disparity = np.where(floor > 1 / 9, floor, 1 / 9).astype(np.float32)
+    box = (slice(20, 70), slice(40, 60))
+    disparity[box] = floor[69, 0]  # its front face touches the floor at its bottom row
+    (from_left, ok_left), _, (from_top, ok_top), (from_bottom, ok_bottom) = continue_far_sides(disparity, 60)
+    low, high = 60, 22  # a row where the floor runs behind the box, and one where the wall does
+    assert ok_left[low, 40:60].all() and ok_left[high, 40:60].all()
+    np.testing.assert_allclose(from_left[low, 40:60], floor[low, 0], rtol=1e-5)  # the floor's own depth there
+    np.testing.assert_allclose(from_left[high, 40:60], 1 / 9, rtol=1e-5)
+    assert ok_top[20:70, 45].all() and np.allclose(from_top[20:70, 45], 1 / 9)  # the wall comes down from above
+    assert not ok_bottom[box].any(), "nothing nearer than the box continues behind it"
+    assert not ok_left[:, :40].any() and not ok_left[:, 61:].any(), "a continuation stops where the source sees again"
+
+    depth = 1.0 / disparity
+    colour = np.zeros((h, w, 3), np.float32)
+    colour[rows >= horizon + 17] = (40, 140, 40)  # the floor: green
+    colour[rows < horizon + 17] = (200, 120, 60)  # the wall: orange
+    colour[box] = (20, 20, 230)  # the box: blue
+    occluder = np.zeros((h, w), bool)
+    occluder[box] = True
+    at_depth = DepthBinnedColour(depth, colour, sources=~occluder, max_side=w)
+    behind = at_depth(np.array([low]), np.array([50]), np.array([1.0 / floor[low, 0]]))[0]
+    assert np.abs(behind - (40, 140, 40)).max() < 30, behind
