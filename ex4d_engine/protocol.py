@@ -340,6 +340,8 @@ class Job(_Record):
     fps: Optional[float] = None
     result_url: Optional[str] = None
     conditioning_urls: Optional[ConditioningUrls] = None
+    # generate jobs: True when the result is a preview (the draft generator), not the model's output
+    preview: Optional[bool] = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "job") -> "Job":

@@ -178,7 +178,12 @@ def job_of(row: JobRow, *, queue_position: Optional[int] = None,
         error=protocol.ErrorInfo(row.error_code, row.error_message or "") if row.error_code else None,
         num_frames=row.num_frames, fps=row.fps,
         result_url=f"{base}/result" if generate and row.state == protocol.JobState.succeeded else None,
-        conditioning_urls=conditioning)
+        conditioning_urls=conditioning, preview=_is_preview(row.options) if generate else None)
+
+
+def _is_preview(options: dict) -> bool:
+    spec = protocol.GENERATORS.get((options or {}).get("generator") or protocol.DEFAULT_GENERATOR)
+    return bool(spec and spec.preview)
 
 
 def scene_of(row: SceneRow) -> protocol.Scene:

@@ -122,3 +122,60 @@ class DepthBinnedColour:
         above = np.minimum(below + 1, self.bands - 1)
         t = (position - below)[:, None].astype(np.float32)
         return (1.0 - t) * self.fills[below, r, c] + t * self.fills[above, r, c]
+
+
+#: How many pixels in from a rounded silhouette its hidden back is mirrored.
+LIMB_DEPTH_PIXELS = 8
+
+
+def limb_backs(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hidden back of rounded objects just inside their silhouettes: (rows, cols, back depth).
+
+    A smooth convex surface (a ball, a head, a trunk) recedes ever faster towards its silhouette and
+    turns there; its unseen back starts where its front ends, as the mirror image of the front about
+    the silhouette's depth. A new view sees a sliver of that back beside the silhouette, which is the
+    object, not the background behind it. Only silhouettes that curve like that get a back: the
+    front must recede towards a depth edge, faster and faster (so a flat card or a box's flat face,
+    which recede at most at a constant rate, get none), over at least 3 pixels.
+    """
+    depth = np.asarray(depth, np.float32)
+    views = (
+        (lambda a: a, lambda r, c, h, w: (r, c)),
+        (lambda a: a[:, ::-1], lambda r, c, h, w: (r, w - 1 - c)),
+        (lambda a: a.T, lambda r, c, h, w: (c, r)),
+        (lambda a: a.T[:, ::-1], lambda r, c, h, w: (w - 1 - c, r)),
+    )
+    found = []
+    h, w = depth.shape
+    for forward, back in views:
+        rows, cols, back_depth = _limbs_facing_right(np.ascontiguousarray(forward(depth)))
+        r, c = back(rows, cols, h, w)
+        found.append((r, c, back_depth))
+    return tuple(np.concatenate(parts) for parts in zip(*found))
+
+
+def _limbs_facing_right(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = LIMB_DEPTH_PIXELS
+    h, w = depth.shape
+    if w < k + 2:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    # silhouette pixels: the right neighbour is clearly farther
+    edge_r, edge_c = np.nonzero(depth[:, k:-1] * (1.0 + FARTHER) < depth[:, k + 1:])
+    edge_c = edge_c + k
+    limb = depth[edge_r, edge_c]
+    first = limb - depth[edge_r, edge_c - 1]  # recession over the last pixel
+    second = (depth[edge_r, edge_c - 1] - depth[edge_r, edge_c - 3]) / 2.0  # ... and over the two before
+    rounded = (first > 0.004 * limb) & (second > 0) & (first > 1.5 * second)
+    edge_r, edge_c, limb = edge_r[rounded], edge_c[rounded], limb[rounded]
+    rows, cols, backs = [], [], []
+    alive = np.ones(len(edge_r), bool)
+    for n in range(0, k):
+        c = edge_c - n
+        front = depth[edge_r, c]
+        if n > 0:  # keep walking in while the front keeps coming nearer, without a step
+            alive &= (front < depth[edge_r, c + 1]) & (front * (1.0 + FARTHER) > depth[edge_r, c + 1])
+        rows.append(edge_r[alive])
+        cols.append(c[alive])
+        backs.append((2.0 * limb - front)[alive])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(backs).astype(np.float32)

@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 from .base import SceneGeometry
-from .continuation import DepthBinnedColour, continue_far_sides
+from .continuation import DepthBinnedColour, continue_far_sides, limb_backs
 from .fill import push_pull
 
 #: A sample counts as "behind" another when it is this much farther (relative).
@@ -141,7 +141,17 @@ def frame_cloud(geometry: SceneGeometry, index: int) -> tuple[np.ndarray, np.nda
     np.multiply(ray_x, depth, out=points[0])
     np.multiply(ray_y, depth, out=points[1])
     points[2] = depth
-    return points, np.asarray(geometry.frames[source]).reshape(-1, 3)
+    colours = np.asarray(geometry.frames[source]).reshape(-1, 3)
+    # the hidden backs of rounded objects, just inside their silhouettes (a sliver a new view sees)
+    rows, cols, back_depth = limb_backs(geometry.depth[source])
+    if len(rows):
+        K = np.asarray(geometry.K, dtype=np.float64)
+        z = back_depth.astype(np.float64)
+        backs = np.stack([(cols + 0.5 - K[0, 2]) / K[0, 0] * z, (rows + 0.5 - K[1, 2]) / K[1, 1] * z, z])
+        width = geometry.depth.shape[2]
+        points = np.concatenate([points, backs.astype(np.float32)], axis=1)
+        colours = np.concatenate([colours, colours[rows * width + cols]])
+    return points, colours
 
 
 _RAYS_CACHE: dict = {}
