@@ -124,8 +124,9 @@ class DepthBinnedColour:
         return (1.0 - t) * self.fills[below, r, c] + t * self.fills[above, r, c]
 
 
-#: How many pixels in from a rounded silhouette its hidden back is mirrored.
-LIMB_DEPTH_PIXELS = 8
+#: The most a rounded silhouette's back is mirrored inwards, as a fraction of the image's long side (a
+#: bound on the work: the walk stops earlier, where the front stops receding).
+LIMB_FRACTION = 0.125
 
 
 def limb_backs(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,33 +137,35 @@ def limb_backs(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     the silhouette's depth. A new view sees a sliver of that back beside the silhouette, which is the
     object, not the background behind it. Only silhouettes that curve like that get a back: the
     front must recede towards a depth edge, faster and faster (so a flat card or a box's flat face,
-    which recede at most at a constant rate, get none), over at least 3 pixels.
+    which recede at most at a constant rate, get none), over at least 3 pixels. The back is mirrored
+    for as long as the front keeps receding towards the silhouette without a step.
     """
     depth = np.asarray(depth, np.float32)
     views = (
         (lambda a: a, lambda r, c, h, w: (r, c)),
         (lambda a: a[:, ::-1], lambda r, c, h, w: (r, w - 1 - c)),
         (lambda a: a.T, lambda r, c, h, w: (c, r)),
-        (lambda a: a.T[:, ::-1], lambda r, c, h, w: (w - 1 - c, r)),
+        (lambda a: a.T[:, ::-1], lambda r, c, h, w: (h - 1 - c, r)),
     )
     found = []
     h, w = depth.shape
+    walk = max(3, round(LIMB_FRACTION * max(h, w)))
     for forward, back in views:
-        rows, cols, back_depth = _limbs_facing_right(np.ascontiguousarray(forward(depth)))
+        rows, cols, back_depth = _limbs_facing_right(np.ascontiguousarray(forward(depth)), walk)
         r, c = back(rows, cols, h, w)
         found.append((r, c, back_depth))
     return tuple(np.concatenate(parts) for parts in zip(*found))
 
 
-def _limbs_facing_right(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    k = LIMB_DEPTH_PIXELS
+def _limbs_facing_right(depth: np.ndarray, walk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`limb_backs` for silhouettes whose right neighbour is the far side."""
     h, w = depth.shape
-    if w < k + 2:
+    if w < 5:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
-    # silhouette pixels: the right neighbour is clearly farther
-    edge_r, edge_c = np.nonzero(depth[:, k:-1] * (1.0 + FARTHER) < depth[:, k + 1:])
-    edge_c = edge_c + k
+    # silhouette pixels (from column 3 on: the curvature test looks 3 pixels in): the right neighbour is clearly farther
+    edge_r, edge_c = np.nonzero(depth[:, 3:-1] * (1.0 + FARTHER) < depth[:, 4:])
+    edge_c = edge_c + 3
     limb = depth[edge_r, edge_c]
     first = limb - depth[edge_r, edge_c - 1]  # recession over the last pixel
     second = (depth[edge_r, edge_c - 1] - depth[edge_r, edge_c - 3]) / 2.0  # ... and over the two before
@@ -170,12 +173,17 @@ def _limbs_facing_right(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     edge_r, edge_c, limb = edge_r[rounded], edge_c[rounded], limb[rounded]
     rows, cols, backs = [], [], []
     alive = np.ones(len(edge_r), bool)
-    for n in range(0, k):
+    for n in range(1, walk):  # the silhouette pixel itself is its own back
         c = edge_c - n
-        front = depth[edge_r, c]
-        if n > 0:  # keep walking in while the front keeps coming nearer, without a step
-            alive &= (front < depth[edge_r, c + 1]) & (front * (1.0 + FARTHER) > depth[edge_r, c + 1])
+        # keep walking in while the front keeps coming nearer, without a step
+        front, outer = depth[edge_r, np.maximum(c, 0)], depth[edge_r, c + 1]
+        alive &= (c >= 0) & (front < outer) & (front * (1.0 + FARTHER) > outer)
+        if not alive.any():
+            break
+        front = depth[edge_r[alive], c[alive]]
         rows.append(edge_r[alive])
         cols.append(c[alive])
-        backs.append((2.0 * limb - front)[alive])
+        backs.append(2.0 * limb[alive] - front)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(backs).astype(np.float32)

@@ -202,3 +202,30 @@ def test_a_background_surface_is_continued_along_its_own_slope_behind_an_occlude
     at_depth = DepthBinnedColour(depth, colour, sources=~occluder, max_side=w)
     behind = at_depth(np.array([low]), np.array([50]), np.array([1.0 / floor[low, 0]]))[0]
     assert np.abs(behind - (40, 140, 40)).max() < 30, behind
+
+
+def test_a_rounded_silhouette_gets_its_hidden_back_and_a_flat_one_gets_none():
+    from ex4d_engine.generation.continuation import limb_backs
+
+    # a ball (radius 20 px, centre depth 3) in front of a wall (depth 9), a face-on card and an inclined flat face
+    h, w = 60, 160
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    depth = np.full((h, w), 9.0, np.float32)
+    ball_r, scale = 20.0, 0.025  # world units per pixel at the ball
+    rho2 = (rows - 30) ** 2 + (cols - 30) ** 2
+    ball = rho2 < ball_r ** 2
+    depth[ball] = 3.0 - scale * np.sqrt(ball_r ** 2 - rho2[ball])
+    card = (slice(15, 45), slice(70, 100))
+    depth[card] = 4.0
+    face = (slice(15, 45), slice(120, 150))
+    depth[face] = np.linspace(3.5, 4.5, 30, dtype=np.float32)[None, :]  # recedes, at a constant rate
+    r, c, back = limb_backs(depth)
+    assert len(r) > 0
+    assert ball[r, c].all(), "backs only behind the rounded object"
+    assert (back > depth[r, c]).all(), "a back lies behind the front it belongs to"
+    # a sphere's back is the mirror of its front about the silhouette's depth (the centre's depth here, up
+    # to the silhouette pixel's own sampling: its centre lies up to sqrt(2 r) px * scale = 0.16 nearer)
+    np.testing.assert_allclose(back, 2 * 3.0 - depth[r, c], atol=0.35)
+    backed = np.zeros((h, w), bool)
+    backed[r, c] = True
+    assert backed[ball].mean() > 0.8, "the back is mirrored for as long as the front recedes towards the silhouette"
