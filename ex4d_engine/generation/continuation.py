@@ -82,13 +82,13 @@ class DepthBinnedColour:
     """Colour that the source shows near a pixel *at a given depth*: a push-pull per depth band.
 
     ``depth`` (H, W) > 0 and ``colour`` (H, W, 3) of the plate; the bands are equal steps of
-    log-depth over its range (``bands`` of them, soft: each pixel counts in the two bands around its
-    depth). ``sources`` (H, W) bool: the pixels whose colour may be used (default all); leave out the
+    log-depth over its range, one per :data:`FARTHER` (at most ``max_bands``; soft: each pixel counts in the
+    two bands around its depth). ``sources`` (H, W) bool: the pixels whose colour may be used (default all); leave out the
     occluders, whose depth may fall in the same band as the surface continued behind them. Computed at ``max_side`` pixels at most (the result is smooth anyway).
     """
 
-    def __init__(self, depth: np.ndarray, colour: np.ndarray, sources: np.ndarray | None = None, bands: int = 12,
-                 max_side: int = 256):
+    def __init__(self, depth: np.ndarray, colour: np.ndarray, sources: np.ndarray | None = None,
+                 max_bands: int = 32, max_side: int = 256):
         import cv2
 
         h, w = depth.shape
@@ -96,7 +96,10 @@ class DepthBinnedColour:
         size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
         log_depth = np.log(np.asarray(depth, np.float32))
         self.low = float(log_depth.min())
-        self.step = max(float(log_depth.max()) - self.low, 1e-3) / max(1, bands - 1)
+        span = max(float(log_depth.max()) - self.low, 1e-3)
+        # one band per "same surface" depth step (FARTHER), fewer over a very deep range
+        bands = int(np.clip(np.ceil(span / np.log1p(FARTHER)) + 1, 2, max_bands))
+        self.step = span / (bands - 1)
         self.bands = bands
         colour = np.asarray(colour, np.float32)
         position = (log_depth - self.low) / self.step

@@ -22,7 +22,7 @@ same way in every frame instead of shimmering.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -55,6 +55,7 @@ class BackgroundLayer:
     points: np.ndarray
     colours: np.ndarray
     mean_colour: np.ndarray
+    plate_colour: Optional[np.ndarray] = None  # (h, w, 3): the first h*w points are its pixels, row-major
 
     def __len__(self) -> int:
         return int(self.points.shape[1])
@@ -124,7 +125,7 @@ def build_background_layer(geometry: SceneGeometry) -> BackgroundLayer:
     parts_rgb = [plate_colour.reshape(-1, 3), behind[..., :3][needs_behind], around[..., :3][ring], *continued_rgb]
     points = np.ascontiguousarray(np.concatenate(parts_xyz).T, dtype=np.float32)
     colours = np.clip(np.concatenate(parts_rgb).astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
-    return BackgroundLayer(points, colours, mean_colour.astype(np.float32))
+    return BackgroundLayer(points, colours, mean_colour.astype(np.float32), plate_colour)
 
 
 def frame_cloud(geometry: SceneGeometry, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,15 +220,18 @@ def _unproject_pixels(depth: np.ndarray, K: np.ndarray, offset: int, keep: np.nd
 
 def splat(layer: BackgroundLayer, K: np.ndarray, w2c: np.ndarray, width: int, height: int,
           extra: Optional[tuple[np.ndarray, np.ndarray]] = None, region: Optional[np.ndarray] = None,
-          gap_passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+          gap_passes: int = 2, grids: Sequence[tuple[int, np.ndarray]] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Project the layer into one camera with a z-buffer: (H, W, 3) uint8 colour and (H, W) bool coverage.
 
     Each point lands on the pixel it falls in; the nearest wins. Small gaps (a surface seen larger
     than in the source) and background points seen through them are then closed from the
     surrounding nearer samples (:func:`close_gaps`). ``extra``: more (points, colours) splatted with
     the layer (e.g. a :func:`frame_cloud`); ``region``: (H, W) bool, the only pixels the caller
-    needs (the result is exact within it, apart from ``gap_passes`` pixels at its edge). Plain numpy:
-    on a busy 2-core machine torch's thread pool made this 3x slower.
+    needs (the result is exact within it, apart from ``gap_passes`` pixels at its edge). ``grids``:
+    (first point index, (gh, gw, 3) image) for runs of points that are an image's pixels in row-major
+    order (the plate, a frame cloud): a pixel won by one of them is resampled from that image where
+    its centre really falls (:func:`_resample_from_grids`), not given the nearest sample's colour.
+    Plain numpy: on a busy 2-core machine torch's thread pool made this 3x slower.
     """
     points, colours = layer.points, layer.colours
     if extra is not None:
@@ -266,10 +270,58 @@ def splat(layer: BackgroundLayer, K: np.ndarray, w2c: np.ndarray, width: int, he
     depth = np.full(height * width, np.inf, np.float32)
     colour[covered] = colours[winner]
     depth[covered] = z[winner]
+    if grids:
+        colour[covered] = _resample_from_grids(colour[covered], np.nonzero(covered)[0], winner, u, v, z, width, grids)
     colour, depth = colour.reshape(height, width, 3), depth.reshape(height, width)
     for _ in range(gap_passes):
         colour, depth = close_gaps(colour, depth)
     return colour, np.isfinite(depth)
+
+
+def _resample_from_grids(colour: np.ndarray, pixel: np.ndarray, winner: np.ndarray, u: np.ndarray,
+                         v: np.ndarray, z: np.ndarray, width: int, grids) -> np.ndarray:
+    """Colour of the won pixels, bilinear from the source image at the point under each pixel's centre.
+
+    A splatted sample is up to half a pixel off the output pixel's centre; on sharp texture (a
+    chequered floor) that shifts every edge. The winning point and its right and lower neighbours in
+    the source image give the local mapping source -> output (a 2x2 Jacobian); inverting it at the
+    pixel centre says where in the source to read. Only where those neighbours are the same surface
+    (no depth step) and the read stays within a pixel of the point; elsewhere the nearest sample stays.
+    """
+    colour = colour.copy()
+    centre_u = (pixel % width).astype(np.float32) + 0.5
+    centre_v = (pixel // width).astype(np.float32) + 0.5
+    for start, image in grids:
+        gh, gw = image.shape[:2]
+        own = (winner >= start) & (winner < start + gh * gw)
+        k = winner[own]
+        local = k - start
+        r, c = local // gw, local % gw
+        # forward differences, backward at the image's last row/column
+        step_c = np.where(c < gw - 1, 1, -1)
+        step_r = np.where(r < gh - 1, 1, -1)
+        kc, kr = k + step_c, k + step_r * gw
+        a, b = (u[kc] - u[k]) * step_c, (u[kr] - u[k]) * step_r
+        d, e = (v[kc] - v[k]) * step_c, (v[kr] - v[k]) * step_r
+        det = a * e - b * d
+        du, dv = centre_u[own] - u[k], centre_v[own] - v[k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dc = (e * du - b * dv) / det
+            dr = (a * dv - d * du) / det
+        same = ((np.abs(z[kc] - z[k]) < FARTHER * z[k]) & (np.abs(z[kr] - z[k]) < FARTHER * z[k])
+                & (np.abs(det) > 1e-6) & (np.abs(dc) <= 1) & (np.abs(dr) <= 1))
+        if not same.any():
+            continue
+        sc = np.clip(c[same] + dc[same], 0, gw - 1)
+        sr = np.clip(r[same] + dr[same], 0, gh - 1)
+        c0, r0 = np.minimum(sc.astype(np.int64), gw - 2), np.minimum(sr.astype(np.int64), gh - 2)
+        fc, fr = (sc - c0)[:, None], (sr - r0)[:, None]
+        img = image.astype(np.float32) if image.dtype != np.float32 else image
+        top = img[r0, c0] * (1 - fc) + img[r0, c0 + 1] * fc
+        bottom = img[r0 + 1, c0] * (1 - fc) + img[r0 + 1, c0 + 1] * fc
+        rows = np.nonzero(own)[0][same]
+        colour[rows] = np.clip(top * (1 - fr) + bottom * fr + 0.5, 0, 255).astype(np.uint8)
+    return colour
 
 
 #: Offsets of the 8 neighbours.
