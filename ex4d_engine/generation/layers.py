@@ -257,6 +257,9 @@ def splat(layer: BackgroundLayer, K: np.ndarray, w2c: np.ndarray, width: int, he
         wanted = cv2.dilate(region.astype(np.uint8), np.ones((grow, grow), np.uint8)).reshape(-1).astype(bool)
         keep = wanted[pixel]
         index, pixel = index[keep], pixel[keep]
+    if grids:  # a surface seen larger than in the source: its grid cells cover several output pixels
+        more_index, more_pixel = _magnified_cells(u, v, z, width, height, grids, index)
+        index, pixel = np.concatenate([index, more_index]), np.concatenate([pixel, more_pixel])
     # positive float32 bits sort like the floats: depth above, point index below, one min per pixel
     key = z[index].view(np.int32).astype(np.int64)
     key <<= _INDEX_BITS
@@ -276,6 +279,69 @@ def splat(layer: BackgroundLayer, K: np.ndarray, w2c: np.ndarray, width: int, he
     for _ in range(gap_passes):
         colour, depth = close_gaps(colour, depth)
     return colour, np.isfinite(depth)
+
+
+#: A grid cell spanning more output pixels than this (per side) is not rasterised (a step, not a surface).
+_MAX_CELL_PIXELS = 12
+
+
+def _magnified_cells(u: np.ndarray, v: np.ndarray, z: np.ndarray, width: int, height: int,
+                     grids, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(point index, output pixel) pairs for the output pixels inside magnified grid cells.
+
+    A cell of a grid (a point, its right, lower and lower-right neighbours) on one surface (no depth
+    step between its corners) that spans more than one output pixel -- a grazing face turned towards
+    the new view, a close-up -- would leave gaps between its points. Each output pixel whose centre
+    falls in the cell (in the affine map of its corner point) is given to the corner point; the
+    resampling then reads the source where that centre falls. ``candidates``: the point indices
+    worth looking at (those landing in or near the pixels wanted).
+    """
+    out_index, out_pixel = [], []
+    for start, image in grids:
+        gh, gw = image.shape[:2]
+        if gh < 2 or gw < 2:
+            continue
+        k = candidates[(candidates >= start) & (candidates < start + gh * gw)]
+        local = k - start
+        k = k[(local % gw < gw - 1) & (local // gw < gh - 1)]
+        # magnified: the cell is more than a pixel wide or tall in the output (else points leave no gaps)
+        wide = (np.abs(u[k + 1] - u[k]) + np.abs(u[k + gw] - u[k]) > 1) | (
+            np.abs(v[k + 1] - v[k]) + np.abs(v[k + gw] - v[k]) > 1)
+        k = k[wide]
+        corners = (k, k + 1, k + gw, k + gw + 1)
+        cu = np.stack([u[c] for c in corners])
+        cv = np.stack([v[c] for c in corners])
+        cz = np.stack([z[c] for c in corners])
+        low_u, high_u = np.floor(cu.min(0) - 0.5), np.ceil(cu.max(0) - 0.5)
+        low_v, high_v = np.floor(cv.min(0) - 0.5), np.ceil(cv.max(0) - 0.5)
+        span_u, span_v = high_u - low_u, high_v - low_v
+        big = (((span_u > 1) | (span_v > 1)) & (span_u <= _MAX_CELL_PIXELS) & (span_v <= _MAX_CELL_PIXELS)
+               & (cz.min(0) > 1e-6) & (cz.max(0) < (1.0 + FARTHER) * cz.min(0))
+               & (high_u >= 0) & (low_u < width) & (high_v >= 0) & (low_v < height))
+        if not big.any():
+            continue
+        k, low_u, low_v = k[big], low_u[big], low_v[big]
+        nu, nv = (span_u[big] + 1).astype(np.int64), (span_v[big] + 1).astype(np.int64)
+        count = nu * nv
+        cell = np.repeat(np.arange(len(k)), count)
+        offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        pu = low_u[cell] + offset % nu[cell]
+        pv = low_v[cell] + offset // nu[cell]
+        kc = k[cell]
+        # the pixel centre in the cell's affine map (corner k at 0, right at dc = 1, lower at dr = 1)
+        a, b = u[kc + 1] - u[kc], u[kc + gw] - u[kc]
+        d, e = v[kc + 1] - v[kc], v[kc + gw] - v[kc]
+        det = a * e - b * d
+        du, dv = pu + 0.5 - u[kc], pv + 0.5 - v[kc]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dc = (e * du - b * dv) / det
+            dr = (a * dv - d * du) / det
+        keep = ((dc >= 0) & (dc < 1) & (dr >= 0) & (dr < 1) & (pu >= 0) & (pu < width) & (pv >= 0) & (pv < height))
+        out_index.append(kc[keep])
+        out_pixel.append(pv[keep].astype(np.int64) * width + pu[keep].astype(np.int64))
+    if not out_index:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_index), np.concatenate(out_pixel)
 
 
 def _resample_from_grids(colour: np.ndarray, pixel: np.ndarray, winner: np.ndarray, u: np.ndarray,
