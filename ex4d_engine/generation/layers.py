@@ -302,8 +302,10 @@ def _magnified_cells(u: np.ndarray, v: np.ndarray, z: np.ndarray, width: int, he
         if gh < 2 or gw < 2:
             continue
         k = candidates[(candidates >= start) & (candidates < start + gh * gw)]
+        # the cells a candidate is a corner of (its own has it top-left)
+        k = np.unique(np.concatenate([k, k - 1, k - gw, k - gw - 1]))
         local = k - start
-        k = k[(local % gw < gw - 1) & (local // gw < gh - 1)]
+        k = k[(local >= 0) & (local % gw < gw - 1) & (local // gw < gh - 1)]
         # magnified: the cell is more than a pixel wide or tall in the output (else points leave no gaps)
         wide = (np.abs(u[k + 1] - u[k]) + np.abs(u[k + gw] - u[k]) > 1) | (
             np.abs(v[k + 1] - v[k]) + np.abs(v[k + gw] - v[k]) > 1)

@@ -229,3 +229,35 @@ def test_a_rounded_silhouette_gets_its_hidden_back_and_a_flat_one_gets_none():
     backed = np.zeros((h, w), bool)
     backed[r, c] = True
     assert backed[ball].mean() > 0.8, "the back is mirrored for as long as the front recedes towards the silhouette"
+
+
+def test_a_magnified_surface_is_covered_and_resampled_where_each_pixel_centre_falls():
+    from ex4d_engine.generation.layers import BackgroundLayer, splat
+
+    # a textured plane at depth 4, seen from 2 units closer and a little aside: each source pixel covers 2x2
+    # output pixels, at a fractional offset
+    n, f, depth = 48, 40.0, 4.0
+    k = np.array([[f, 0, n / 2], [0, f, n / 2], [0, 0, 1.0]])
+
+    def texture(coord_r, coord_c):  # smooth, so that a correct resampling is nearly exact
+        return np.stack([128 + 90 * np.sin(coord_c / 1.7), 128 + 90 * np.cos(coord_r / 2.1),
+                         128 + 60 * np.sin((coord_r + coord_c) / 3.0)], -1)
+
+    r, c = np.mgrid[0:n, 0:n].astype(np.float64)
+    image = np.clip(texture(r + 0.5, c + 0.5) + 0.5, 0, 255).astype(np.uint8)
+    points = np.stack([(c + 0.5 - n / 2) / f * depth, (r + 0.5 - n / 2) / f * depth, np.full_like(r, depth)])
+    layer = BackgroundLayer(points.reshape(3, -1).astype(np.float32), image.reshape(-1, 3), np.zeros(3, np.float32),
+                            image)
+    w2c = np.eye(4)
+    w2c[:3, 3] = (0.03, 0.0, -2.0)  # 0.6 output pixels aside
+    # truth: output pixel centre (u, v) sees the source coordinate ((u, v) - n/2 - shift) / 2 + n/2
+    shift = 0.03 * f / 2.0
+    truth = texture((r + 0.5 - n / 2) / 2 + n / 2, (c + 0.5 - n / 2 - shift) / 2 + n / 2)
+    points_only, covered_by_points = splat(layer, k, w2c, n, n, gap_passes=0)
+    assert covered_by_points.mean() < 0.5  # points alone cover about one output pixel in four
+    resampled, covered = splat(layer, k, w2c, n, n, gap_passes=0, grids=[(0, image)])
+    assert covered.all(), "a magnified surface must leave no gaps"
+    # where the points alone land, their nearest sample is up to half a source pixel off
+    error = np.abs(resampled.astype(float) - truth)[covered_by_points].mean()
+    error_nearest = np.abs(points_only.astype(float) - truth)[covered_by_points].mean()
+    assert error < 0.5 * error_nearest, (error, error_nearest)
