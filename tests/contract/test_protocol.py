@@ -18,13 +18,14 @@ JOB = {
     "started_at": "2026-11-26T14:00:01+00:00", "finished_at": "2026-11-26T14:00:09+00:00",
     "error": {"error": "resource_unavailable", "message": "GPU out of memory during generate", "field": None},
     "num_frames": 49, "fps": 24.0, "result_url": None, "conditioning_urls": {"colour": "/c", "mask": None},
+    "preview": True,
 }
 
 
 def test_job_round_trips_through_its_dict():
     job = Job.from_dict(JOB)
     assert job.state is JobState.failed and job.error.error == "resource_unavailable"
-    assert job.conditioning_urls.colour == "/c"
+    assert job.conditioning_urls.colour == "/c" and job.preview is True
     assert job.to_dict() == JOB
 
 
