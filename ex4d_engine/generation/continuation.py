@@ -81,10 +81,11 @@ def _continue_rightwards(disparity: np.ndarray, max_length: int) -> tuple[np.nda
 class DepthBinnedColour:
     """Colour that the source shows near a pixel *at a given depth*: a push-pull per depth band.
 
-    ``depth`` (H, W) > 0 and ``colour`` (H, W, 3) of the plate; the bands are equal steps of
-    log-depth over its range, one per :data:`FARTHER` (at most ``max_bands``; soft: each pixel counts in the
-    two bands around its depth). ``sources`` (H, W) bool: the pixels whose colour may be used (default all); leave out the
-    occluders, whose depth may fall in the same band as the surface continued behind them. Computed at ``max_side`` pixels at most (the result is smooth anyway).
+    ``depth`` (H, W) > 0 and ``colour`` (H, W, 3) of the plate; the bands are equal steps of log-depth
+    over its range, one per :data:`FARTHER` (at most ``max_bands``; soft: each pixel counts in the two
+    bands around its depth). ``sources`` (H, W) bool: the pixels whose colour may be used (default
+    all); leave out the occluders, whose depth may fall in the same band as the surface continued
+    behind them. Computed at ``max_side`` pixels at most (the result is smooth anyway).
     """
 
     def __init__(self, depth: np.ndarray, colour: np.ndarray, sources: np.ndarray | None = None,
