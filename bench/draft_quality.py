@@ -12,7 +12,13 @@ from every camera of each novel trajectory (the ground truth). The engine render
 * ``mean_colour``: every hole pixel = the frame's mean visible colour;
 * ``draft_2d``: the new draft without geometry (push-pull from the visible pixels);
 * ``draft``: the new draft with geometry, on the faithful preview colour (what ``ex4d run``/demo/serve do);
-* ``draft_seed_colour``: the same on the seed-literal colour (to separate the render's gain from the fill's).
+* ``draft_seed_colour``: the same on the seed-literal colour (to separate the render's gain from the fill's);
+* ``oracle_outside_surface_mean`` / ``oracle_outside_surface_lowpass``: upper bounds, not methods. The new
+  draft, with every hidden pixel *outside* the source frustum (which nothing in the clip shows) painted
+  by an oracle that knows the true surface there: its mean true colour over those pixels of the frame
+  (the best constant per surface), or its true colour low-passed within the surface (Gaussian, 1/32 of
+  the side: shading without texture). No fill that does not invent texture can expect to beat the
+  first there; their ``psnr_filled`` says what the whole filled set can reach with today's inside fill.
 
 Metrics over frames 1.. (frame 0 is the source): ``psnr_filled`` on pixels the mask marks hidden,
 ``psnr_visible`` on the others (the filled ones also split into surfaces inside the source frustum --
@@ -40,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from procedural_scene import render_source, render_view, source_K, source_visible  # noqa: E402
+from procedural_scene import render_source, render_view, source_K, source_visible, surface_ids  # noqa: E402
 
 from ex4d_engine import pipeline  # noqa: E402
 from ex4d_engine.generation.base import GenerationRequest  # noqa: E402
@@ -78,6 +84,29 @@ def mean_colour_fill(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
         vis = mask[i] >= 128
         if vis.any() and not vis.all():
             out[i][~vis] = colour[i][vis].mean(axis=0).round().astype(np.uint8)
+    return out
+
+
+def oracle_outside(out: np.ndarray, mask: np.ndarray, truth: np.ndarray, in_source: np.ndarray,
+                   surfaces: np.ndarray, blur: float = 0.0) -> np.ndarray:
+    """``out`` with every hidden pixel outside the source frustum replaced by what an oracle that knows
+    the true surface there would paint without inventing texture: the surface's mean true colour over
+    those pixels of the frame (``blur`` 0: the best constant per surface and frame), or, with
+    ``blur`` > 0 (pixels), the true colour low-passed within the surface (its shading, not its texture).
+    """
+    import cv2
+
+    out = out.copy()
+    for i in range(len(mask)):
+        outside = (mask[i] < 128) & ~in_source[i]
+        for surface in np.unique(surfaces[i][outside]):
+            region = outside & (surfaces[i] == surface)
+            if blur <= 0:
+                out[i][region] = truth[i][region].mean(axis=0).round().astype(np.uint8)
+                continue
+            weight = cv2.GaussianBlur(region.astype(np.float32), (0, 0), blur)
+            colour = cv2.GaussianBlur(truth[i].astype(np.float32) * region[..., None], (0, 0), blur)
+            out[i][region] = np.clip(colour[region] / np.maximum(weight[region], 1e-6)[:, None] + 0.5, 0, 255)
     return out
 
 
@@ -153,6 +182,9 @@ def main() -> int:
                       for i in range(args.frames)]),
             np.stack([source_visible(trajectory.K[i], trajectory.w2c[i], size, size,
                                      i / max(1, args.frames - 1), scene.K) for i in range(args.frames)])))
+        surfaces, = cached(args.cache, f"surfaces_{size}_{args.frames}_{preset}", lambda: (np.stack([
+            surface_ids(trajectory.K[i], trajectory.w2c[i], size, size, i / max(1, args.frames - 1))
+            for i in range(args.frames)]),))
         geometry = pipeline.generation_geometry(scene, trajectory)
         seed_c, preview_c, mask = cond.colour, cond.preview_colour, cond.mask
         runs = {
@@ -162,13 +194,18 @@ def main() -> int:
             "draft_seed_colour": (lambda: draft.generate(GenerationRequest(seed_c, mask, 24.0, geometry=geometry)), seed_c),
             "draft": (lambda: draft.generate(GenerationRequest(preview_c, mask, 24.0, geometry=geometry)), preview_c),
         }
+        outputs = {}  # the oracles keep the new draft's output inside the source frustum
+        runs["oracle_outside_surface_mean"] = (
+            lambda: oracle_outside(outputs["draft"], mask, truth, in_source, surfaces), preview_c)
+        runs["oracle_outside_surface_lowpass"] = (
+            lambda: oracle_outside(outputs["draft"], mask, truth, in_source, surfaces, blur=size / 32), preview_c)
         hidden = mask[1:] < 128
         entry = {"hidden_fraction": round(float(hidden.mean()), 4),
                  "hidden_in_source_frustum_fraction": round(float((hidden & in_source[1:]).sum() / max(1, hidden.sum())), 4),
                  "methods": {}}
         for name, (fn, given) in runs.items():
             started = time.perf_counter()
-            out = fn()
+            out = outputs[name] = fn()
             m = metrics(out, given, mask, truth, in_source)
             m["seconds"] = round(time.perf_counter() - started, 2)
             entry["methods"][name] = m
@@ -177,7 +214,7 @@ def main() -> int:
         if os.environ.get("EX4D_BENCH_DUMP"):
             np.savez_compressed(os.path.join(os.environ["EX4D_BENCH_DUMP"], f"draft_{preset}.npz"), truth=truth,
                                 seed=seed_c, preview=preview_c, mask=mask,
-                                draft=runs["draft"][0](), legacy=runs["legacy_draft"][0]())
+                                draft=outputs["draft"], legacy=outputs["legacy_draft"])
 
     # the timing target: the whole shot through the new draft with geometry
     preset = presets[0]

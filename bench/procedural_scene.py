@@ -28,37 +28,44 @@ def _cube(time: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c - 0.35, -0.9, 5.5]), np.array([c + 0.35, -0.2, 6.2])
 
 
-def trace(origin: np.ndarray, dirs: np.ndarray, time: float) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (N, 3) float 0..1 and hit parameter (N,) (inf = sky) of rays origin + s * dirs at time in [0, 1]."""
+#: Surface ids of :func:`trace` (0 = sky).
+SURFACES = ("sky", "wall", "floor", "box", "cube", "ball")
+
+
+def trace(origin: np.ndarray, dirs: np.ndarray, time: float, surfaces: bool = False):
+    """Colour (N, 3) float 0..1 and hit parameter (N,) (inf = sky) of rays origin + s * dirs at time in [0, 1];
+    with ``surfaces``, also the (N,) int8 index into :data:`SURFACES` of what each ray hits."""
     n = len(dirs)
     hit = np.full(n, np.inf)
     colour = np.zeros((n, 3))
+    surface = np.zeros(n, np.int8)
     o = np.asarray(origin, dtype=np.float64)
 
-    def take(s: np.ndarray, shade) -> None:
+    def take(name: str, s: np.ndarray, shade) -> None:
         closer = (s > 1e-6) & (s < hit)
         if not closer.any():
             return
         hit[closer] = s[closer]
         colour[closer] = shade(o + dirs[closer] * s[closer][:, None])
+        surface[closer] = SURFACES.index(name)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        take((WALL_Z - o[2]) / dirs[:, 2], lambda p: np.stack([  # the garden's wall
+        take("wall", (WALL_Z - o[2]) / dirs[:, 2], lambda p: np.stack([  # the garden's wall
             0.55 + 0.35 * np.sin(p[:, 0] * 2.5), 0.45 + 0.2 * np.cos(p[:, 1] * 1.5),
             0.35 + 0.3 * np.sin(p[:, 0] * 1.1 + 1)], 1))
-        take((FLOOR_Y - o[1]) / dirs[:, 1], lambda p: np.where(
+        take("floor", (FLOOR_Y - o[1]) / dirs[:, 1], lambda p: np.where(
             ((np.floor(p[:, 0] * 1.5) + np.floor(p[:, 2] * 1.5)) % 2 == 0)[:, None], [0.25, 0.55, 0.25], [0.85, 0.8, 0.6]))
-        take(_box_hit(o, dirs, *BOX), lambda p: np.stack([
+        take("box", _box_hit(o, dirs, *BOX), lambda p: np.stack([
             0.2 + 0.6 * ((p[:, 1] * 4) % 1 > 0.5), 0.3 + 0.5 * ((p[:, 0] * 4) % 1 > 0.5), np.full(len(p), 0.85)], 1))
         lo, hi = _cube(time)
-        take(_box_hit(o, dirs, lo, hi), lambda p: np.stack([
+        take("cube", _box_hit(o, dirs, lo, hi), lambda p: np.stack([
             np.full(len(p), 0.15), 0.35 + 0.4 * ((p[:, 0] * 5 + p[:, 1] * 5) % 1 > 0.5), 0.7 + 0.2 * np.sin(p[:, 2] * 6)], 1))
         centre, radius = _ball(time)
         oc = o - centre
         b = (dirs * oc).sum(-1)
         a = (dirs * dirs).sum(-1)
         disc = b * b - a * ((oc * oc).sum() - radius ** 2)
-        take(np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / a, np.inf), lambda p: np.stack([
+        take("ball", np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / a, np.inf), lambda p: np.stack([
             0.9 + 0.1 * np.sin((p[:, 1] - centre[1]) * 20 + time * 12),
             0.3 + 0.3 * np.sin((p[:, 0] - centre[0]) * 18 - time * 20),
             0.2 + 0.1 * np.cos(p[:, 2] * 9)], 1))
@@ -66,7 +73,7 @@ def trace(origin: np.ndarray, dirs: np.ndarray, time: float) -> tuple[np.ndarray
     if sky.any():
         up = np.clip(-dirs[sky, 1] / np.linalg.norm(dirs[sky], axis=1), -1, 1)
         colour[sky] = np.stack([0.55 - 0.2 * up, 0.7 - 0.1 * up, 0.9 + 0.05 * up], 1)
-    return colour, hit
+    return (colour, hit, surface) if surfaces else (colour, hit)
 
 
 def _box_hit(o: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -93,6 +100,12 @@ def render_view(K: np.ndarray, w2c: np.ndarray, width: int, height: int, time: f
     s = supersample
     colour = colour.reshape(height, s, width, s, 3).mean(axis=(1, 3))
     return (np.clip(colour, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def surface_ids(K: np.ndarray, w2c: np.ndarray, width: int, height: int, time: float) -> np.ndarray:
+    """(H, W) int8: what this camera sees at each pixel centre, as an index into :data:`SURFACES`."""
+    origin, dirs = _camera_rays(np.asarray(K, float), np.asarray(w2c, float), width, height, 1)
+    return trace(origin, dirs, time, surfaces=True)[2].reshape(height, width)
 
 
 def source_visible(K: np.ndarray, w2c: np.ndarray, width: int, height: int, time: float,

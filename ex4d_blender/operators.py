@@ -297,7 +297,7 @@ def _start_take(context, trajectory, collection, generator: str, seed: int, step
     trajectory_path = os.path.join(folder, "trajectory.json")
     trajectory.save(trajectory_path)
     take = takes.new_take(context.scene, key)
-    take.name = f"{take.name} {generator} s{seed}"
+    take.name = f"{take.name} {takes.generator_label(generator)} s{seed}"
     take.status, take.scene_id, take.engine_url = takes.TakeState.new.value, scene_id, client.url
     take.generator, take.seed, take.steps, take.prompt = generator, seed, steps, prompt
     take.speed = speed if generator == "wan" else ""

@@ -74,7 +74,8 @@ def draw_takes(layout, context):
     row = box.row(align=True)
     row.label(text=f"Frames {take.frame_start}-{take.frame_end}, {take.camera}")
     details(row, f"{take.name}\njob {take.job_id or '-'} on {take.engine_url}\nscene {take.scene_id}\n"
-                 f"generator {take.generator}, seed {take.seed}, steps {take.steps or 'default'}\n"
+                 f"generator {takes.generator_label(take.generator)}, seed {take.seed}, "
+                 f"steps {take.steps or 'default'}\n"
                  f"prompt: {take.prompt or '-'}\nresult: {take.result_path or '-'}\n{take.message}", title=take.name)
     if take.status in takes.TERMINAL and not running:
         row = box.row(align=True)

@@ -49,6 +49,13 @@ class Conditioning:
     frame0_is_source: bool
     preview_colour: Optional[np.ndarray] = None
 
+    def as_preview(self) -> "Conditioning":
+        """The same with ``colour`` = the faithful ``preview_colour`` (when rendered): what a preview was
+        filled from, and so what to show next to it (the server's conditioning video of a draft job)."""
+        if self.preview_colour is None:
+            return self
+        return Conditioning(self.preview_colour, self.mask, self.frame0_is_source, self.preview_colour)
+
 
 # ------------------------------------------------------------------ scene
 def load_scene(

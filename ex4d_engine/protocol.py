@@ -349,6 +349,8 @@ class Job(_Record):
     result_url: Optional[str] = None
     conditioning_urls: Optional[ConditioningUrls] = None
     eye_urls: Optional[EyeUrls] = None  # stereo jobs, once succeeded; result_url is the packed video
+    # generate jobs: True when the result is a preview (the draft generator), not the model's output
+    preview: Optional[bool] = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "job") -> "Job":

@@ -68,6 +68,8 @@ def run_generate(ctx: JobContext) -> None:
     is_draft = GENERATORS[options.generator].preview
     conditioning = render_conditioning(scene, trajectory, preview=is_draft, progress=ctx.sub("render", 0.02, 0.3),
                                        should_cancel=ctx.should_cancel)
+    if is_draft:  # the conditioning video shows what the preview was filled from: the faithful colour
+        conditioning = conditioning.as_preview()
     if options.stereo is not None:  # both eyes; the mono conditioning above stays the rig camera's preview
         from .stereo_task import run_generate_stereo
 
@@ -81,7 +83,7 @@ def run_generate(ctx: JobContext) -> None:
 
     generator = ctx.resident.generator(options.generator, options.profile, options.speed)
     request = GenerationRequest(  # the draft preview gets the faithful colour and the shot's geometry
-        colour=conditioning.preview_colour if is_draft else conditioning.colour, mask=conditioning.mask,
+        colour=conditioning.colour, mask=conditioning.mask,
         fps=trajectory.fps, seed=options.seed, steps=options.steps, prompt=options.prompt,
         negative_prompt=options.negative_prompt, profile=options.profile, speed=options.speed,
         geometry=generation_geometry(scene, trajectory) if is_draft else None,

@@ -73,8 +73,13 @@ def fill_frame(colour: np.ndarray, holes: np.ndarray, layer, geometry, index: in
         from .layers import frame_cloud, splat
 
         h, w = holes.shape
+        extra = frame_cloud(geometry, index)
+        gh, gw = geometry.depth.shape[1:]
+        grids = [(len(layer), extra[1][:gh * gw].reshape(gh, gw, 3))]  # the frame's own pixels, resampled
+        if layer.plate_colour is not None:
+            grids.append((0, layer.plate_colour))
         layer_colour, covered = splat(layer, geometry.camera_K[index], geometry.camera_w2c[index], w, h,
-                                      extra=frame_cloud(geometry, index), region=holes)
+                                      extra=extra, region=holes, grids=grids)
         from_layer = holes & covered
         out[from_layer] = layer_colour[from_layer]
         left = holes & ~covered

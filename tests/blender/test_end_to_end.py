@@ -48,6 +48,34 @@ def test_generate_brings_back_a_strip(e2e_checks, engine_clip, blender_version):
         assert channel > strip["channel"] and start == 1 and duration == n and muted
 
 
+def test_a_draft_take_is_labelled_a_preview_and_shows_the_colour_it_was_filled_from(
+        e2e_checks, engine_server, blender_version):
+    import os
+
+    import numpy as np
+
+    from ex4d_engine.contract import Trajectory
+    from ex4d_engine.pipeline import Scene, render_conditioning
+    from ex4d_engine.video_io import read_video
+
+    value = check_value(e2e_checks(blender_version), "generate")
+    take = value["take"]
+    assert "draft preview" in take["name"], take["name"]  # the default generator is the draft: a preview
+    assert value["labels"] and all(value["labels"].values()), value["labels"]  # every strip of the take says so
+    assert all("preview" in name for name in value["labels"]), value["labels"]
+    # the colour strip is the faithful preview render the draft was filled from, not the seed-literal one
+    scene = Scene.load(os.path.join(engine_server.data_dir, "scenes", value["scene_id"], "scene.npz"))
+    rendered = render_conditioning(scene, Trajectory.load(value["trajectory_path"]), preview=True)
+    shown = read_video(value["colour_path"]).frames.astype(np.int32)
+    faithful, literal = rendered.preview_colour.astype(np.int32), rendered.colour.astype(np.int32)
+    assert shown.shape == faithful.shape
+    differ = (rendered.mask == 255) & (np.abs(faithful - literal).sum(-1) > 30)  # the darkened silhouette ramp
+    assert differ.sum() >= 20, "the test shot must have pixels where the two renders differ"
+    to_faithful = np.abs(shown - faithful)[differ].mean()
+    to_literal = np.abs(shown - literal)[differ].mean()
+    assert to_faithful < 0.5 * to_literal, (to_faithful, to_literal)
+
+
 def test_resume_a_take_after_reopening_the_file(e2e_checks, blender_version):
     value = check_value(e2e_checks(blender_version), "resume_after_reload")
     assert value["result"] == ["FINISHED"]

@@ -19,13 +19,14 @@ JOB = {
     "error": {"error": "resource_unavailable", "message": "GPU out of memory during generate", "field": None},
     "num_frames": 49, "fps": 24.0, "result_url": None, "conditioning_urls": {"colour": "/c", "mask": None},
     "eye_urls": None,
+    "preview": True,
 }
 
 
 def test_job_round_trips_through_its_dict():
     job = Job.from_dict(JOB)
     assert job.state is JobState.failed and job.error.error == "resource_unavailable"
-    assert job.conditioning_urls.colour == "/c"
+    assert job.conditioning_urls.colour == "/c" and job.preview is True
     assert job.to_dict() == JOB
     stereo = {**JOB, "state": "succeeded", "error": None, "result_url": "/r",
               "eye_urls": {"left": "/r/left", "right": "/r/right"}}

@@ -171,3 +171,93 @@ def test_run_writes_a_labelled_preview_with_the_draft(tiny_video, tmp_path):
     assert not (tmp_path / "output_30.mp4").exists()
     info = probe(tmp_path / "preview_30.mp4")
     assert info.num_frames == 9 and (info.width, info.height) == (64, 64)  # the working size: multiples of 64
+
+
+def test_a_background_surface_is_continued_along_its_own_slope_behind_an_occluder():
+    from ex4d_engine.generation.continuation import DepthBinnedColour, continue_far_sides
+
+    # a floor (disparity rising linearly below the horizon) meets a wall (z = 9); a box stands on the floor
+    h, w, horizon = 80, 100, 30
+    rows = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
+    floor = (rows - horizon) / 150.0
+    disparity = np.where(floor > 1 / 9, floor, 1 / 9).astype(np.float32)
+    box = (slice(20, 70), slice(40, 60))
+    disparity[box] = floor[69, 0]  # its front face touches the floor at its bottom row
+    (from_left, ok_left), _, (from_top, ok_top), (from_bottom, ok_bottom) = continue_far_sides(disparity, 60)
+    low, high = 60, 22  # a row where the floor runs behind the box, and one where the wall does
+    assert ok_left[low, 40:60].all() and ok_left[high, 40:60].all()
+    np.testing.assert_allclose(from_left[low, 40:60], floor[low, 0], rtol=1e-5)  # the floor's own depth there
+    np.testing.assert_allclose(from_left[high, 40:60], 1 / 9, rtol=1e-5)
+    assert ok_top[20:70, 45].all() and np.allclose(from_top[20:70, 45], 1 / 9)  # the wall comes down from above
+    assert not ok_bottom[box].any(), "nothing nearer than the box continues behind it"
+    assert not ok_left[:, :40].any() and not ok_left[:, 61:].any(), "a continuation stops where the source sees again"
+
+    depth = 1.0 / disparity
+    colour = np.zeros((h, w, 3), np.float32)
+    colour[rows >= horizon + 17] = (40, 140, 40)  # the floor: green
+    colour[rows < horizon + 17] = (200, 120, 60)  # the wall: orange
+    colour[box] = (20, 20, 230)  # the box: blue
+    occluder = np.zeros((h, w), bool)
+    occluder[box] = True
+    at_depth = DepthBinnedColour(depth, colour, sources=~occluder, max_side=w)
+    behind = at_depth(np.array([low]), np.array([50]), np.array([1.0 / floor[low, 0]]))[0]
+    assert np.abs(behind - (40, 140, 40)).max() < 30, behind
+
+
+def test_a_rounded_silhouette_gets_its_hidden_back_and_a_flat_one_gets_none():
+    from ex4d_engine.generation.continuation import limb_backs
+
+    # a ball (radius 20 px, centre depth 3) in front of a wall (depth 9), a face-on card and an inclined flat face
+    h, w = 60, 160
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    depth = np.full((h, w), 9.0, np.float32)
+    ball_r, scale = 20.0, 0.025  # world units per pixel at the ball
+    rho2 = (rows - 30) ** 2 + (cols - 30) ** 2
+    ball = rho2 < ball_r ** 2
+    depth[ball] = 3.0 - scale * np.sqrt(ball_r ** 2 - rho2[ball])
+    card = (slice(15, 45), slice(70, 100))
+    depth[card] = 4.0
+    face = (slice(15, 45), slice(120, 150))
+    depth[face] = np.linspace(3.5, 4.5, 30, dtype=np.float32)[None, :]  # recedes, at a constant rate
+    r, c, back = limb_backs(depth)
+    assert len(r) > 0
+    assert ball[r, c].all(), "backs only behind the rounded object"
+    assert (back > depth[r, c]).all(), "a back lies behind the front it belongs to"
+    # a sphere's back is the mirror of its front about the silhouette's depth (the centre's depth here, up
+    # to the silhouette pixel's own sampling: its centre lies up to sqrt(2 r) px * scale = 0.16 nearer)
+    np.testing.assert_allclose(back, 2 * 3.0 - depth[r, c], atol=0.35)
+    backed = np.zeros((h, w), bool)
+    backed[r, c] = True
+    assert backed[ball].mean() > 0.8, "the back is mirrored for as long as the front recedes towards the silhouette"
+
+
+def test_a_magnified_surface_is_covered_and_resampled_where_each_pixel_centre_falls():
+    from ex4d_engine.generation.layers import BackgroundLayer, splat
+
+    # a textured plane at depth 4, seen from 2 units closer and a little aside: each source pixel covers 2x2
+    # output pixels, at a fractional offset
+    n, f, depth = 48, 40.0, 4.0
+    k = np.array([[f, 0, n / 2], [0, f, n / 2], [0, 0, 1.0]])
+
+    def texture(coord_r, coord_c):  # smooth, so that a correct resampling is nearly exact
+        return np.stack([128 + 90 * np.sin(coord_c / 1.7), 128 + 90 * np.cos(coord_r / 2.1),
+                         128 + 60 * np.sin((coord_r + coord_c) / 3.0)], -1)
+
+    r, c = np.mgrid[0:n, 0:n].astype(np.float64)
+    image = np.clip(texture(r + 0.5, c + 0.5) + 0.5, 0, 255).astype(np.uint8)
+    points = np.stack([(c + 0.5 - n / 2) / f * depth, (r + 0.5 - n / 2) / f * depth, np.full_like(r, depth)])
+    layer = BackgroundLayer(points.reshape(3, -1).astype(np.float32), image.reshape(-1, 3), np.zeros(3, np.float32),
+                            image)
+    w2c = np.eye(4)
+    w2c[:3, 3] = (0.03, 0.0, -2.0)  # 0.6 output pixels aside
+    # truth: output pixel centre (u, v) sees the source coordinate ((u, v) - n/2 - shift) / 2 + n/2
+    shift = 0.03 * f / 2.0
+    truth = texture((r + 0.5 - n / 2) / 2 + n / 2, (c + 0.5 - n / 2 - shift) / 2 + n / 2)
+    points_only, covered_by_points = splat(layer, k, w2c, n, n, gap_passes=0)
+    assert covered_by_points.mean() < 0.5  # points alone cover about one output pixel in four
+    resampled, covered = splat(layer, k, w2c, n, n, gap_passes=0, grids=[(0, image)])
+    assert covered.all(), "a magnified surface must leave no gaps"
+    # where the points alone land, their nearest sample is up to half a source pixel off
+    error = np.abs(resampled.astype(float) - truth)[covered_by_points].mean()
+    error_nearest = np.abs(points_only.astype(float) - truth)[covered_by_points].mean()
+    assert error < 0.5 * error_nearest, (error, error_nearest)

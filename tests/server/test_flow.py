@@ -81,6 +81,7 @@ def test_full_flow_upload_scene_package_job_events_result(server, clip, trajecto
     done = server.get(f"/v1/jobs/{job['id']}").json()
     assert done["result_url"] == f"/v1/jobs/{job['id']}/result"
     assert done["error"] is None and done["started_at"] and done["finished_at"]
+    assert done["preview"] is True, "a draft result is a preview and the job says so"
     result = server.get(done["result_url"])
     assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
     result_file = server.data_dir.parent / "result.mp4"

@@ -89,7 +89,10 @@ def check_generate():
                 "start": strip.frame_final_start, "end": strip.frame_final_end,
                 "duration": strip.frame_final_duration, "job_id": strip.get("ex4d_job_id"),
                 "warning": strip.get("ex4d_warning"), "file_frames": strip.get("ex4d_file_frames")},
-            "scene_range": [scene.frame_start, scene.frame_end], "conditioning": conditioning}
+            "scene_range": [scene.frame_start, scene.frame_end], "conditioning": conditioning,
+            "labels": {s.name: bool(s.get("ex4d_preview")) for s in strips},
+            "colour_path": bpy.path.abspath(take.conditioning_colour_path),
+            "trajectory_path": bpy.path.abspath(take.trajectory_path), "scene_id": take.scene_id}
 
 
 def _video_size(path: str):
