@@ -99,6 +99,9 @@ def build_pipeline(name: str, *, streamed: bool = False, vram_limit=None, unfuse
         info["fp8"] = prepare_fp8(pipe.dit, get_preset("default"), gg.DEVICE, not streamed, emulation=gg.DRY)
         gg.sync()
         info["fp8_s"] = time.perf_counter() - t0
+        from ex4d_engine.generation.wan import fp8 as fp8_module
+
+        info["fp8_granularity"] = fp8_module.GRANULARITY
     info["attention"] = select_attention(ATTENTION["name"])
     encoder = CamVidEncoder(16, gg.ENCODER_HIDDEN, dit.dim)
     encoder.load_state_dict({k: v for k, v in ckpt.items() if k.startswith("latent_")})
@@ -365,12 +368,17 @@ def main() -> int:
     parser.add_argument("--out", default=os.environ.get("OUT", "out"))
     parser.add_argument("--dry-run", action="store_true", help="tiny models on CPU: check the script only")
     parser.add_argument("--attention", default="sdpa", help="attention kernel of the shots (sdpa, flash4, sage, ...)")
+    parser.add_argument("--fp8-granularity", default="row", choices=("row", "tensor"),
+                        help="torchao FP8 scales: per row (the preset's) or per tensor")
     parser.add_argument("--skip-original", action="store_true", help="exact group: leave out the fp32 `original` shot")
     args = parser.parse_args()
     if args.dry_run:
         gg.use_tiny_models()
     os.makedirs(args.out, exist_ok=True)
     ATTENTION["name"] = args.attention
+    from ex4d_engine.generation.wan import fp8 as fp8_module
+
+    fp8_module.GRANULARITY = args.fp8_granularity
     if args.group:
         torch.manual_seed(0)
         {"seed": group_seed, "exact": group_exact, "fp8": group_fp8, "turbo": group_turbo,
@@ -386,7 +394,8 @@ def main() -> int:
             continue
         cmd = [sys.executable, __file__, "--group", group, "--steps", str(args.steps), "--short-steps",
                str(args.short_steps), "--out", args.out] + (["--dry-run"] if args.dry_run else []) + (
-                   ["--skip-original"] if args.skip_original else []) + ["--attention", args.attention]
+                   ["--skip-original"] if args.skip_original else []) + ["--attention", args.attention,
+                                                                    "--fp8-granularity", args.fp8_granularity]
         start = time.monotonic()
         try:
             rc = subprocess.run(cmd, timeout=left, check=False).returncode

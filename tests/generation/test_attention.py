@@ -36,3 +36,16 @@ def test_an_unknown_kernel_is_refused_with_the_choices():
     ensure_diffsynth()
     with pytest.raises(ValueError, match="flash4"):
         select_attention("flash5")
+
+
+def test_fp8_granularity_is_checked_before_anything_is_quantised():
+    """The bench's --fp8-granularity choice (ex4d_engine/generation/wan/fp8.py)."""
+    from torch import nn
+
+    from ex4d_engine.generation.wan.fp8 import apply_fp8
+
+    model = nn.Module()
+    model.blocks = nn.ModuleList([nn.Linear(4, 4)])
+    with pytest.raises(ValueError, match="'row' or 'tensor'"):
+        apply_fp8(model, granularity="column")
+    assert type(model.blocks[0].weight) is nn.Parameter  # untouched

@@ -52,12 +52,21 @@ def block_linears(dit: nn.Module) -> list[tuple[str, nn.Linear]]:
     return [(f"blocks.{name}", m) for name, m in dit.blocks.named_modules() if isinstance(m, nn.Linear)]
 
 
-def apply_fp8(dit: nn.Module) -> int:
-    """torchao row-wise FP8 for every Linear in ``dit.blocks``. Returns the number of layers converted."""
-    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+#: Scale granularity of :func:`apply_fp8`: "row" (one scale per weight row and per token) or "tensor"
+#: (one per tensor; cheaper kernels, coarser rounding). bench/speed_presets.py --fp8-granularity compares them.
+GRANULARITY = "row"
+
+
+def apply_fp8(dit: nn.Module, granularity: Optional[str] = None) -> int:
+    """torchao FP8 for every Linear in ``dit.blocks``. Returns the number of layers converted."""
+    granularity = granularity or GRANULARITY
+    if granularity not in ("row", "tensor"):
+        raise ValueError(f"FP8 granularity must be 'row' or 'tensor', not {granularity!r}")
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor, quantize_
 
     count = len(block_linears(dit))
-    quantize_(dit.blocks, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+    scales = PerRow() if granularity == "row" else PerTensor()
+    quantize_(dit.blocks, Float8DynamicActivationFloat8WeightConfig(granularity=scales),
               filter_fn=lambda module, fqn: isinstance(module, nn.Linear))
     return count
 
