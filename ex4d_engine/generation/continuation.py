@@ -22,6 +22,9 @@ from .fill import push_pull
 
 #: A sample counts as "behind" another when it is this much farther (relative); as in :mod:`.layers`.
 FARTHER = 0.08
+#: Texture is carried on only where it changes this much less along the direction than across it
+#: (stripes, bark, grain): an isotropic texture (a chequer, gravel) has no direction to run on in.
+ORIENTED = 0.25
 #: Pixels before an edge over which the far side's slope is measured.
 SLOPE_RUN = 8
 #: A continuation ends when it would be more than this many times farther than its edge (a floor
@@ -29,11 +32,16 @@ SLOPE_RUN = 8
 MAX_RECEDE = 4.0
 
 
-def continue_far_sides(disparity: np.ndarray, max_length: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def continue_far_sides(disparity: np.ndarray, max_length: int, residual: np.ndarray | None = None) -> list:
     """Four continuations (from the left, right, top, bottom), each ((H, W) disparity, (H, W) bool valid).
 
     ``valid`` marks the pixels where a far side continued up to ``max_length`` pixels from its edge
     lies behind the source's own surface there (by :data:`FARTHER`), in one unbroken run from the edge.
+
+    With ``residual`` ((H, W, 3) float32: the source's colour minus its local mean at its own depth,
+    i.e. its texture), each continuation also carries the texture it had at its edge
+    (:func:`_carried_texture`) and its expected squared error: ((H, W, 3) texture, (H, W) error) are
+    appended to each tuple.
     """
     disparity = np.asarray(disparity, np.float32)
     views = (
@@ -44,9 +52,79 @@ def continue_far_sides(disparity: np.ndarray, max_length: int) -> list[tuple[np.
     )
     out = []
     for forward, back in views:
-        cont, valid = _continue_rightwards(np.ascontiguousarray(forward(disparity)), max_length)
-        out.append((np.ascontiguousarray(back(cont)), np.ascontiguousarray(back(valid))))
+        cont, valid, anchor, slope_ok = _continue_rightwards(np.ascontiguousarray(forward(disparity)), max_length)
+        found = (np.ascontiguousarray(back(cont)), np.ascontiguousarray(back(valid)))
+        if residual is not None:
+            view = np.ascontiguousarray(np.stack([forward(residual[..., k]) for k in range(3)], axis=-1))
+            texture, error = _carried_texture(view, anchor, slope_ok)
+            found += (np.ascontiguousarray(np.stack([back(texture[..., k]) for k in range(3)], axis=-1)),
+                      np.ascontiguousarray(back(error)))
+        out.append(found)
     return out
+
+
+#: Pixels just before an edge whose texture a continuation carries on (the edge pixel itself, often a
+#: blend of both sides, is skipped).
+EDGE_RUN = 4
+#: Texture is carried on only where it changes this much less along the direction than across it
+#: (stripes, bark, grain): an isotropic texture (a chequer, gravel) has no direction to run on in.
+ORIENTED = 0.25
+#: Pixels before an edge over which the texture's variance and change are measured.
+STATS_RUN = 32
+
+
+def _carried_texture(residual: np.ndarray, anchor: np.ndarray, smooth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The texture a rightwards continuation carries, and its expected squared error (summed over channels).
+
+    Texture that does not change along the continuation's direction (a wall's vertical stripes seen
+    from above, a trunk's bark from below) runs on behind the occluder; texture that changes does
+    not. Measured just before the edge: ``v``, the texture's variance there, and ``g``, the mean
+    squared change from one pixel to the next along the direction. Carrying the edge's texture over
+    ``n`` pixels errs by about ``n g`` (a random walk), guessing no texture by ``v``; the two guesses
+    are combined by their errors (weight ``v / (v + n g)``), which is also what decides between
+    continuations that meet (:func:`blend_continuations`). Where the run before the edge crosses
+    another edge (``smooth`` False) nothing is carried.
+    """
+    h, w, _ = residual.shape
+    cols = np.arange(w)
+    rows = np.arange(h)[:, None]
+    k = EDGE_RUN
+    zero = np.zeros((h, 1, 3), np.float32)
+    total = np.concatenate([zero, np.cumsum(residual, axis=1, dtype=np.float64)], axis=1)
+    total2 = np.concatenate([zero[..., 0], np.cumsum((residual ** 2).sum(-1), axis=1, dtype=np.float64)], axis=1)
+    step2 = np.zeros((h, w), np.float64)
+    step2[:, 1:] = (np.diff(residual, axis=1) ** 2).sum(-1)
+    steps = np.concatenate([zero[..., 0], np.cumsum(step2, axis=1)], axis=1)
+    across2 = np.zeros((h, w), np.float64)
+    across2[1:-1] = ((residual[2:] - residual[:-2]) ** 2).sum(-1) / 4.0
+    across = np.concatenate([zero[..., 0], np.cumsum(across2, axis=1)], axis=1)
+    start = np.maximum(anchor, 0)
+    lo, hi = np.maximum(start - k, 0), start  # the run [anchor - k, anchor - 1]
+    count = np.maximum(hi - lo, 1)[..., None]
+    edge = (total[rows, hi] - total[rows, lo]) / count
+    # the statistics over a longer run (a few steps say little about a texture with sharp edges)
+    lo = np.maximum(start - STATS_RUN, 0)
+    variance = (total2[rows, hi] - total2[rows, lo]) / np.maximum(hi - lo, 1)
+    change = (steps[rows, hi] - steps[rows, lo + 1]) / np.maximum(hi - lo - 1, 1)
+    change_across = (across[rows, hi] - across[rows, lo]) / np.maximum(hi - lo, 1)
+    distance = np.maximum(cols - anchor, 1).astype(np.float64)
+    ok = (anchor >= STATS_RUN) & smooth[rows, start]
+    drift = distance * change + 1e-3
+    weight = np.where(ok, variance / (variance + drift), 0.0)
+    error = np.where(ok, variance * drift / (variance + drift), variance) + 1e-3
+    return (edge * weight[..., None]).astype(np.float32), error.astype(np.float32)
+
+
+def blend_continuations(depth: list[np.ndarray], valid: list[np.ndarray], texture: list[np.ndarray],
+                        error: list[np.ndarray]) -> list[np.ndarray]:
+    """Each continuation's texture replaced by the error-weighted mean of all that reach the same pixel
+    at (nearly) the same depth: the wall behind a box seen from above and from its side is one surface."""
+    near = np.min([np.where(v, d, np.inf) for d, v in zip(depth, valid)], axis=0)
+    same = [v & (d < (1.0 + FARTHER) * near) for d, v in zip(depth, valid)]
+    weights = [np.where(s, 1.0 / e, 0.0) for s, e in zip(same, error)]
+    total = np.maximum(np.sum(weights, axis=0), 1e-12)[..., None]
+    mixed = np.sum([t * wgt[..., None] for t, wgt in zip(texture, weights)], axis=0) / total
+    return [np.where(s[..., None], mixed, t) for s, t in zip(same, texture)]
 
 
 def _continue_rightwards(disparity: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +143,9 @@ def _continue_rightwards(disparity: np.ndarray, max_length: int) -> tuple[np.nda
     if k > 0:
         smooth = edges_so_far[:, k:] == edges_so_far[:, :-k]
         slope[:, k:] = np.where(smooth, (disparity[:, k:] - disparity[:, :-k]) / k, 0.0)
+    # no depth edge over the STATS_RUN pixels before (where the texture is measured)
+    smooth = np.zeros((h, w), bool)
+    smooth[:, STATS_RUN:] = edges_so_far[:, STATS_RUN:] == edges_so_far[:, :-STATS_RUN]
     anchor = np.maximum.accumulate(np.where(near_next, cols, -1), axis=1)
     start = np.maximum(anchor, 0)
     edge_disparity = disparity[rows, start]
@@ -75,7 +156,7 @@ def _continue_rightwards(disparity: np.ndarray, max_length: int) -> tuple[np.nda
     # one unbroken run from the edge: the continuation ends where the source's surface comes out from behind
     last_break = np.maximum.accumulate(np.where(valid, -1, cols), axis=1)
     valid &= last_break == anchor
-    return cont.astype(np.float32), valid
+    return cont.astype(np.float32), valid, anchor, smooth
 
 
 class DepthBinnedColour:

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .base import SceneGeometry
-from .continuation import DepthBinnedColour, continue_far_sides, limb_backs
+from .continuation import DepthBinnedColour, blend_continuations, continue_far_sides, limb_backs
 from .fill import push_pull
 
 #: A sample counts as "behind" another when it is this much farther (relative).
@@ -40,6 +40,8 @@ MARGIN_FRACTION = 0.2
 #: Invented colour fades from the nearest known colour to the shot's mean colour over this distance
 #: (fraction of the long side): far from anything seen, the mean is the least wrong guess.
 FADE_FRACTION = 0.08
+#: Texture is what a blur of this width (fraction of the long side) takes out of the colour.
+TEXTURE_FRACTION = 1 / 32
 #: Index bits in the z-buffer key (depth bits above them): 2**23 points at most.
 _INDEX_BITS = 23
 
@@ -91,14 +93,19 @@ def build_background_layer(geometry: SceneGeometry) -> BackgroundLayer:
     # ... and each far side continued along its own slope (floor behind a box stays floor)
     continued = continue_far_sides(1.0 / plate_depth, window)
     continued_any = np.logical_or.reduce([valid for _, valid in continued])
-    # colour from what the source shows at the continued depth, the occluders left out
+    # colour from what the source shows at the continued depth, the occluders left out, plus the
+    # texture each continuation carries on from its edge (as far as it runs on unchanged there)
     colour_at_depth = DepthBinnedColour(plate_depth, colour_f, sources=~continued_any)
+    residual = colour_f - _local_mean(colour_f, ~continued_any, TEXTURE_FRACTION * long_side)
+    continued = continue_far_sides(1.0 / plate_depth, window, residual)
+    textures = blend_continuations([1.0 / c[0] for c in continued], [c[1] for c in continued],
+                                   [c[2] for c in continued], [c[3] for c in continued])
     continued_xyz, continued_rgb = [], []
-    for cont, valid in continued:
+    for (cont, valid, *_), texture in zip(continued, textures):
         cont_depth = 1.0 / cont
         rows, cols = np.nonzero(valid)
         continued_xyz.append(_unproject_pixels(cont_depth, K, 0, valid))
-        continued_rgb.append(colour_at_depth(rows, cols, cont_depth[rows, cols]))
+        continued_rgb.append(colour_at_depth(rows, cols, cont_depth[rows, cols]) + texture[rows, cols])
     needs_behind &= ~continued_any
 
     # margin: the whole plate, on a canvas grown by `margin` on every side
@@ -193,6 +200,15 @@ def _extrapolated_disparity(disparity: np.ndarray, margin: int, baseline: int = 
     grown = np.clip(grown, 0.5 * border, 2.0 * border)
     grown[margin:margin + h, margin:margin + w] = disparity
     return grown.astype(np.float32)
+
+
+def _local_mean(colour: np.ndarray, sources: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of ``colour`` over the ``sources`` pixels only (normalised convolution)."""
+    import cv2
+
+    weight = sources.astype(np.float32)
+    blurred = cv2.GaussianBlur(colour * weight[..., None], (0, 0), sigma)
+    return blurred / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-6)[..., None]
 
 
 def _max_filter(image: np.ndarray, window: int) -> np.ndarray:

@@ -261,3 +261,30 @@ def test_a_magnified_surface_is_covered_and_resampled_where_each_pixel_centre_fa
     error = np.abs(resampled.astype(float) - truth)[covered_by_points].mean()
     error_nearest = np.abs(points_only.astype(float) - truth)[covered_by_points].mean()
     assert error < 0.5 * error_nearest, (error, error_nearest)
+
+
+def test_a_continuation_carries_on_texture_that_runs_its_way_and_not_texture_that_changes():
+    from ex4d_engine.generation.continuation import blend_continuations, continue_far_sides
+
+    # a wall (z = 9) with vertical stripes (16 px wide), a box (z = 3) in front of it
+    h, w = 120, 160
+    disparity = np.full((h, w), 1 / 9, np.float32)
+    box = (slice(50, 110), slice(60, 100))
+    disparity[box] = 1 / 3
+    cols = np.arange(w)
+    stripes = np.where((cols // 16) % 2 == 0, 40.0, -40.0).astype(np.float32)
+    residual = np.broadcast_to(stripes[None, :, None], (h, w, 3)).copy()
+    residual[box] = 0.0
+    from_left, _, from_top, _ = continue_far_sides(disparity, 80, residual)
+    top_tex, top_err = from_top[2], from_top[3]
+    # from above the stripes run straight down behind the box: the stripe's own colour, far down too
+    assert from_top[1][60:110, 60:100].all()
+    np.testing.assert_allclose(top_tex[100, 60:100, 0], stripes[60:100], atol=4)
+    # from the left they change every 16 px: nothing carried a few stripes in
+    assert from_left[1][60, 60:100].all()
+    assert np.abs(from_left[2][60, 90:100]).max() < 10
+    # where both meet, the one that predicts better (from above) dominates the blend
+    mixed = blend_continuations([1 / from_left[0], 1 / from_top[0]], [from_left[1], from_top[1]],
+                                [from_left[2], from_top[2]], [from_left[3], from_top[3]])
+    np.testing.assert_allclose(mixed[0][80, 60:100, 0], stripes[60:100], atol=8)
+    assert top_err[100, 70] < from_left[3][60, 95]
