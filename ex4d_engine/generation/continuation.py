@@ -9,9 +9,12 @@ image directions, so a box standing on a floor in front of a wall gets two conti
 depth). All are kept; the output view's z-buffer shows the nearest, which is how surfaces that meet
 behind an occluder occlude each other (the floor in front of the wall up to where they meet).
 
-Colour: no texture is invented. A continued sample takes the colour the source shows *at that
-depth* nearby (:class:`DepthBinnedColour`: a push-pull per depth band), so the floor behind a box
-gets the floor's local colour and the wall behind it the wall's, never the box's.
+Colour: a continued sample takes the colour the source shows *at that depth* nearby
+(:class:`DepthBinnedColour`: a push-pull per depth band), so the floor behind a box gets the floor's
+local colour and the wall behind it the wall's, never the box's. On top of that it carries on the
+texture its edge shows, as far as that texture runs on unchanged in the continuation's direction
+(:func:`_carried_texture`: a wall's vertical stripes continue down behind the box; a chequer seen
+from the side fades to the local colour within a few pixels).
 """
 
 from __future__ import annotations
@@ -66,10 +69,8 @@ def continue_far_sides(disparity: np.ndarray, max_length: int, residual: np.ndar
 #: Pixels just before an edge whose texture a continuation carries on (the edge pixel itself, often a
 #: blend of both sides, is skipped).
 EDGE_RUN = 4
-#: Texture is carried on only where it changes this much less along the direction than across it
-#: (stripes, bark, grain): an isotropic texture (a chequer, gravel) has no direction to run on in.
-ORIENTED = 0.25
-#: Pixels before an edge over which the texture's variance and change are measured.
+#: Pixels before an edge over which the texture's variance and change are measured: several of its
+#: features (a few pixels of a chequer square say nothing about how often its colour changes).
 STATS_RUN = 32
 
 
@@ -82,8 +83,8 @@ def _carried_texture(residual: np.ndarray, anchor: np.ndarray, smooth: np.ndarra
     squared change from one pixel to the next along the direction. Carrying the edge's texture over
     ``n`` pixels errs by about ``n g`` (a random walk), guessing no texture by ``v``; the two guesses
     are combined by their errors (weight ``v / (v + n g)``), which is also what decides between
-    continuations that meet (:func:`blend_continuations`). Where the run before the edge crosses
-    another edge (``smooth`` False) nothing is carried.
+    continuations that meet (:func:`blend_continuations`). Where the :data:`STATS_RUN` pixels before
+    the edge cross another edge (``smooth`` False) nothing is carried.
     """
     h, w, _ = residual.shape
     cols = np.arange(w)
@@ -95,18 +96,14 @@ def _carried_texture(residual: np.ndarray, anchor: np.ndarray, smooth: np.ndarra
     step2 = np.zeros((h, w), np.float64)
     step2[:, 1:] = (np.diff(residual, axis=1) ** 2).sum(-1)
     steps = np.concatenate([zero[..., 0], np.cumsum(step2, axis=1)], axis=1)
-    across2 = np.zeros((h, w), np.float64)
-    across2[1:-1] = ((residual[2:] - residual[:-2]) ** 2).sum(-1) / 4.0
-    across = np.concatenate([zero[..., 0], np.cumsum(across2, axis=1)], axis=1)
     start = np.maximum(anchor, 0)
     lo, hi = np.maximum(start - k, 0), start  # the run [anchor - k, anchor - 1]
     count = np.maximum(hi - lo, 1)[..., None]
     edge = (total[rows, hi] - total[rows, lo]) / count
-    # the statistics over a longer run (a few steps say little about a texture with sharp edges)
+    # the statistics over a longer run
     lo = np.maximum(start - STATS_RUN, 0)
     variance = (total2[rows, hi] - total2[rows, lo]) / np.maximum(hi - lo, 1)
     change = (steps[rows, hi] - steps[rows, lo + 1]) / np.maximum(hi - lo - 1, 1)
-    change_across = (across[rows, hi] - across[rows, lo]) / np.maximum(hi - lo, 1)
     distance = np.maximum(cols - anchor, 1).astype(np.float64)
     ok = (anchor >= STATS_RUN) & smooth[rows, start]
     drift = distance * change + 1e-3
@@ -127,8 +124,11 @@ def blend_continuations(depth: list[np.ndarray], valid: list[np.ndarray], textur
     return [np.where(s[..., None], mixed, t) for s, t in zip(same, texture)]
 
 
-def _continue_rightwards(disparity: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`continue_far_sides` for one direction: edges whose right neighbour is nearer, continued rightwards."""
+def _continue_rightwards(disparity: np.ndarray, max_length: int) -> tuple[np.ndarray, ...]:
+    """:func:`continue_far_sides` for one direction: edges whose right neighbour is nearer, continued rightwards.
+
+    Returns the continued disparity, ``valid``, the column of each pixel's edge (``anchor``, -1: none)
+    and whether the :data:`STATS_RUN` pixels before each pixel are free of depth edges."""
     h, w = disparity.shape
     cols = np.broadcast_to(np.arange(w), (h, w))
     rows = np.arange(h)[:, None]
