@@ -10,8 +10,9 @@ choice once for the whole shot, in source pixels:
 2. **behind** -- the far side of every depth edge extended behind the near side (layered-depth style):
    each far surface continued along its own slope (:mod:`.continuation`: the floor behind a box stays
    floor, the wall behind it wall; the output view's z-buffer decides where they meet), coloured
-   from what the source shows at that depth, plus the texture the edge shows where it runs on; where no surface continues, a push-pull fill from the
-   locally farthest pixels only, so foreground is never averaged in;
+   from what the source shows at that depth plus the texture its edge shows, where that runs on;
+   where no surface continues, a push-pull fill from the locally farthest pixels only, so
+   foreground is never averaged in;
 3. **margin** -- the plate extended beyond the image border (a push-pull fill from all of it).
 
 The three are one static point cloud with colours. Each output view splats it with a z-buffer
