@@ -140,12 +140,17 @@ def main() -> int:
         "min_gain_strict_db": min((r["gain_strict_db"] for r in rows if r["gain_strict_db"] is not None), default=None),
         "rows": rows,
     }
+    print_json_line(result, args.out)
+    return 0
+
+
+def print_json_line(result: dict, out=None) -> None:
+    """The bench's one JSON line on stdout, and in ``out`` when given."""
     line = json.dumps(result)
     print(line)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
+    if out:
+        with open(out, "w", encoding="utf-8") as handle:
             handle.write(line + "\n")
-    return 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Prints one JSON line. Renderer: OpenGL (EGL; NVIDIA's driver on the GPU machine,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -65,7 +64,7 @@ def main() -> int:
     from ex4d_engine.generation.wan.tiny_models import register_tiny_models, write_tiny_model_folder
     from ex4d_engine.raster import get_rasterizer
     from ex4d_engine.stereo import generate_stereo, stereo_consistency
-    from stereo_consistency import rig_and_eyes
+    from stereo_consistency import print_json_line, rig_and_eyes
 
     with tempfile.TemporaryDirectory() as folder:
         write_tiny_model_folder(folder, seed=0)
@@ -105,11 +104,7 @@ def main() -> int:
         "gain_all_db": round(rows["joint"]["psnr_db"] - rows["independent"]["psnr_db"], 3),
         "model_build_s": round(build_s, 2), "total_s": round(time.perf_counter() - began, 2),
     }
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    print_json_line(result, args.out)
     return 0
 
 
