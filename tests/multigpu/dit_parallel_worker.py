@@ -19,31 +19,19 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from ex4d_engine.generation.wan.adapter import ensure_diffsynth  # noqa: E402
+from ex4d_engine.generation.wan.step_cache import MagCache  # noqa: E402
 
 #: 4 heads (Ulysses 2 and 4), head dim 32 (RoPE parts 12/10/10), 3 blocks.
 DIT = dict(has_image_input=True, patch_size=[1, 2, 2], in_dim=36, dim=128, ffn_dim=256, freq_dim=256, text_dim=32,
            out_dim=16, num_heads=4, num_layers=3, eps=1e-6)
 
 
-class PlanCache:
-    """A step cache with MagCache's interface and a fixed skip plan (step 1 reuses step 0's residual)."""
+class PlanCache(MagCache):
+    """The engine's MagCache with a fixed skip plan (step 1 reuses step 0's residual)."""
 
     def __init__(self, plan=(False, True, False)):
-        self.plan, self.step, self.residual, self._input, self.skipped = plan, 0, None, None, 0
-
-    def check(self, dit, x, t_mod):
-        skip = self.plan[self.step] and self.residual is not None
-        self.step += 1
-        self.skipped += skip
-        if not skip:
-            self._input = x
-        return skip
-
-    def update(self, x):
-        return x + self.residual
-
-    def store(self, x):
-        self.residual = x - self._input
+        super().__init__(len(plan))
+        self.plan = list(plan)
 
 
 def main() -> int:
