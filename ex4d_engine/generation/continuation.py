@@ -25,9 +25,6 @@ from .fill import push_pull
 
 #: A sample counts as "behind" another when it is this much farther (relative); as in :mod:`.layers`.
 FARTHER = 0.08
-#: Texture is carried on only where it changes this much less along the direction than across it
-#: (stripes, bark, grain): an isotropic texture (a chequer, gravel) has no direction to run on in.
-ORIENTED = 0.25
 #: Pixels before an edge over which the far side's slope is measured.
 SLOPE_RUN = 8
 #: A continuation ends when it would be more than this many times farther than its edge (a floor
