@@ -15,6 +15,7 @@ import bpy
 
 from . import jobs, sequencer
 from ._engine.protocol import DEFAULT_GENERATOR, DEFAULT_SPEED, GENERATORS as PROTOCOL_GENERATORS, SPEED_PRESETS, TakeState
+from ._engine.protocol import is_preview_generator
 from .reporting import describe as describe_error, notify
 
 TERMINAL = tuple(state.value for state in TakeState if state.terminal)
@@ -101,15 +102,9 @@ def take_progress(take) -> tuple[str, float, float]:
     return live_progress(take.key, take.stage or take.status, take.progress, take.eta_s)
 
 
-def is_preview(generator: str) -> bool:
-    """True for a generator whose output is a preview (the draft), not the model's result."""
-    spec = PROTOCOL_GENERATORS.get(generator)
-    return bool(spec and spec.preview)
-
-
 def generator_label(generator: str) -> str:
     """How takes and strips name the generator: a preview says so (``draft preview``)."""
-    return f"{generator} preview" if is_preview(generator) else generator
+    return f"{generator} preview" if is_preview_generator(generator) else generator
 
 
 def is_ex4d_collection(collection) -> bool:
@@ -323,7 +318,7 @@ def load_strips(scene, take):
     num_frames = take.frame_end - take.frame_start + 1
     metadata = {"take": take.key, "job_id": take.job_id, "scene_id": take.scene_id, "engine_url": take.engine_url,
                 "generator": take.generator, "seed": take.seed, "steps": take.steps, "prompt": take.prompt,
-                "camera": take.camera, "preview": is_preview(take.generator)}
+                "camera": take.camera, "preview": is_preview_generator(take.generator)}
     strip = sequencer.add_movie_strip(target, bpy.path.abspath(take.result_path), take.name, take.frame_start,
                                       num_frames, metadata)
     for kind, path in (("colour", take.conditioning_colour_path), ("mask", take.conditioning_mask_path)):

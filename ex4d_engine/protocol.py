@@ -102,6 +102,12 @@ GENERATORS: dict[str, GeneratorSpec] = {spec.name: spec for spec in (
 DEFAULT_GENERATOR = "draft"
 
 
+def is_preview_generator(name: Optional[str]) -> bool:
+    """True when generator ``name`` (None: the default) makes a preview, not the model's output."""
+    spec = GENERATORS.get(name or DEFAULT_GENERATOR)
+    return bool(spec and spec.preview)
+
+
 @dataclass(frozen=True)
 class SpeedSpec:
     """A speed preset of the Wan generator as users see it; its sampler settings are in

@@ -182,17 +182,12 @@ def job_of(row: JobRow, *, queue_position: Optional[int] = None,
         conditioning_urls=conditioning,
         eye_urls=protocol.EyeUrls(left=f"{base}/result/left", right=f"{base}/result/right")
         if succeeded and is_stereo(row) else None,
-        preview=_is_preview(row.options) if generate else None)
+        preview=protocol.is_preview_generator((row.options or {}).get("generator")) if generate else None)
 
 
 def is_stereo(row: JobRow) -> bool:
     """A generate job with ``options.stereo``: its result is a packed pair, its eyes are served too."""
     return row.kind == protocol.JobKind.generate and bool((row.options or {}).get("stereo"))
-
-
-def _is_preview(options: dict) -> bool:
-    spec = protocol.GENERATORS.get((options or {}).get("generator") or protocol.DEFAULT_GENERATOR)
-    return bool(spec and spec.preview)
 
 
 def scene_of(row: SceneRow) -> protocol.Scene:
